@@ -1,0 +1,1 @@
+//! ESP security associations and tunnel-mode seal/open (being built).

@@ -1,0 +1,3 @@
+//! Configuration model, validation and the security policy database (SPD).
+//!
+//! (Being built under issue 3.)
