@@ -1,1 +1,5 @@
 //! ESP security associations and tunnel-mode seal/open (being built).
+
+pub mod frag;
+pub mod pmtu;
+pub mod replay;
