@@ -18,7 +18,10 @@
 //! docs/ARCHITECTURE.md holds the full layer map and the reasons behind it.
 
 pub mod crypto;
+pub mod dataplane;
 pub mod esp;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod policy;
 pub mod ts;
 pub mod wire;

@@ -1,3 +1,7 @@
-//! Configuration model, validation and the security policy database (SPD).
-//!
-//! (Being built under issue 3.)
+//! Policy: the configuration model and its validation, the security policy
+//! database (SPD) with its per-worker flow cache, and multipath gateway
+//! groups.
+
+pub mod config;
+pub mod multipath;
+pub mod spd;

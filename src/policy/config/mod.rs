@@ -1,0 +1,1 @@
+//! Configuration files (TOML): model, parsing and validation.

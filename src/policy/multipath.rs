@@ -1,0 +1,1 @@
+//! Multipath gateway groups: weighted rendezvous (HRW) hashing of flows onto gateways.

@@ -1,0 +1,1 @@
+//! The security policy database: ordered rules compiled for fast per-packet classification.
