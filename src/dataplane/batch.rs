@@ -1,0 +1,214 @@
+//! Per-worker packet buffers: a [`PacketBatch`] is a fixed set of equal-size
+//! slots in one allocation plus per-slot metadata, allocated once at worker
+//! start and reused for every batch, so the I/O path allocates nothing per
+//! packet.
+//!
+//! Backends fill slots `0..len()` on receive and send slots `from..len()`
+//! on transmit. What a slot holds depends on the fd: a UDP payload (or
+//! several equal-size segments when [`PacketMeta::segment_size`] is set),
+//! or a TUN packet preceded by its `virtio_net_hdr` when the queue has one.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+/// Metadata of one packet in a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Bytes used in the slot.
+    pub len: usize,
+    /// UDP: the peer (source on receive, destination on send). Unused for TUN.
+    pub addr: SocketAddr,
+    /// UDP: the outer IPv4 TOS / IPv6 traffic class byte (DSCP and ECN).
+    /// Filled on receive; on send a non-zero value is set on the packet.
+    pub tos: u8,
+    /// UDP: when non-zero, the slot holds several datagrams of this size
+    /// each (the last may be shorter). On receive: coalesced by UDP_GRO; on
+    /// send: split by UDP_SEGMENT (GSO), all to `addr`.
+    pub segment_size: u16,
+    /// Receive only: the datagram was larger than the slot and was cut.
+    pub truncated: bool,
+}
+
+impl PacketMeta {
+    /// Empty metadata (length 0, unspecified address).
+    pub const EMPTY: PacketMeta = PacketMeta {
+        len: 0,
+        addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+        tos: 0,
+        segment_size: 0,
+        truncated: false,
+    };
+}
+
+/// A reusable batch of packet slots, the per-worker buffer pool.
+#[derive(Debug)]
+pub struct PacketBatch {
+    data: Box<[u8]>,
+    slot_len: usize,
+    meta: Box<[PacketMeta]>,
+    len: usize,
+}
+
+impl PacketBatch {
+    /// Allocates `slots` slots of `slot_len` bytes each (once, at start).
+    ///
+    /// # Panics
+    /// If `slots * slot_len` overflows `usize` (a configuration error).
+    pub fn new(slots: usize, slot_len: usize) -> PacketBatch {
+        let total = slots.checked_mul(slot_len).expect("batch size overflows usize");
+        PacketBatch {
+            data: vec![0; total].into_boxed_slice(),
+            slot_len,
+            meta: vec![PacketMeta::EMPTY; slots].into_boxed_slice(),
+            len: 0,
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Bytes per slot.
+    pub fn slot_len(&self) -> usize {
+        self.slot_len
+    }
+
+    /// Packets in the batch (slots `0..len()` are valid).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch holds no packets.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sets the packet count (clamped to the capacity), e.g. after filling
+    /// slots for a send.
+    pub fn set_len(&mut self, len: usize) {
+        self.len = len.min(self.capacity());
+    }
+
+    /// Empties the batch.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The bytes of packet `i` (`meta.len` bytes of the slot).
+    pub fn packet(&self, i: usize) -> Option<&[u8]> {
+        let len = self.meta.get(i)?.len.min(self.slot_len);
+        let start = i * self.slot_len;
+        self.data.get(start..start + len)
+    }
+
+    /// The bytes of packet `i`, writable.
+    pub fn packet_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        let len = self.meta.get(i)?.len.min(self.slot_len);
+        let start = i * self.slot_len;
+        self.data.get_mut(start..start + len)
+    }
+
+    /// The whole slot `i` (for filling before a send; then set
+    /// `meta_mut(i).len`).
+    pub fn slot_mut(&mut self, i: usize) -> Option<&mut [u8]> {
+        if i >= self.capacity() {
+            return None;
+        }
+        let start = i * self.slot_len;
+        self.data.get_mut(start..start + self.slot_len)
+    }
+
+    /// Slot `i` and its metadata together, both writable.
+    pub fn slot_and_meta_mut(&mut self, i: usize) -> Option<(&mut [u8], &mut PacketMeta)> {
+        let meta = self.meta.get_mut(i)?;
+        let start = i * self.slot_len;
+        let slot = self.data.get_mut(start..start + self.slot_len)?;
+        Some((slot, meta))
+    }
+
+    /// Metadata of slot `i`.
+    pub fn meta(&self, i: usize) -> Option<&PacketMeta> {
+        self.meta.get(i)
+    }
+
+    /// Metadata of slot `i`, writable.
+    pub fn meta_mut(&mut self, i: usize) -> Option<&mut PacketMeta> {
+        self.meta.get_mut(i)
+    }
+
+    /// Copies `bytes` into the next free slot with `meta` (its `len` is set
+    /// from `bytes`). Returns false when the batch is full or `bytes` does
+    /// not fit a slot. Convenience for tests and the control path.
+    pub fn push(&mut self, bytes: &[u8], meta: PacketMeta) -> bool {
+        let i = self.len;
+        if bytes.len() > self.slot_len {
+            return false;
+        }
+        let Some((slot, m)) = self.slot_and_meta_mut(i) else { return false };
+        slot[..bytes.len()].copy_from_slice(bytes);
+        *m = PacketMeta { len: bytes.len(), ..meta };
+        self.len = i + 1;
+        true
+    }
+
+    /// Raw pointer to the start of slot `i` for the backends; `i` must be
+    /// below the capacity.
+    pub(crate) fn slot_ptr(&mut self, i: usize) -> *mut u8 {
+        debug_assert!(i < self.capacity());
+        self.data[i * self.slot_len..].as_mut_ptr()
+    }
+
+    /// Read-only raw pointer to slot `i`; `i` must be below the capacity.
+    pub(crate) fn slot_const_ptr(&self, i: usize) -> *const u8 {
+        debug_assert!(i < self.capacity());
+        self.data[i * self.slot_len..].as_ptr()
+    }
+
+    /// Moves slot `from`'s bytes and metadata to slot `to` (compaction
+    /// after an out-of-order completion; rare).
+    pub(crate) fn move_slot(&mut self, from: usize, to: usize) {
+        let len = self.meta[from].len.min(self.slot_len);
+        let src = from * self.slot_len;
+        self.data.copy_within(src..src + len, to * self.slot_len);
+        self.meta[to] = self.meta[from];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_and_read_back() {
+        let mut b = PacketBatch::new(2, 4);
+        assert!(b.is_empty());
+        assert!(b.push(b"ab", PacketMeta::EMPTY));
+        assert!(b.push(b"cdef", PacketMeta { tos: 3, ..PacketMeta::EMPTY }));
+        assert!(!b.push(b"x", PacketMeta::EMPTY), "full");
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.packet(0), Some(&b"ab"[..]));
+        assert_eq!(b.packet(1), Some(&b"cdef"[..]));
+        assert_eq!(b.meta(1).map(|m| (m.len, m.tos)), Some((4, 3)));
+        assert_eq!(b.packet(2), None);
+        b.clear();
+        assert!(!b.push(b"toolong", PacketMeta::EMPTY));
+    }
+
+    #[test]
+    fn meta_len_beyond_slot_is_clamped() {
+        let mut b = PacketBatch::new(2, 4);
+        b.meta_mut(0).unwrap().len = 100;
+        assert_eq!(b.packet(0).map(<[u8]>::len), Some(4));
+        assert_eq!(b.slot_mut(2), None);
+    }
+
+    #[test]
+    fn move_slot_copies_bytes_and_meta() {
+        let mut b = PacketBatch::new(3, 4);
+        b.set_len(3);
+        b.slot_mut(2).unwrap().copy_from_slice(b"wxyz");
+        b.meta_mut(2).unwrap().len = 3;
+        b.move_slot(2, 0);
+        assert_eq!(b.packet(0), Some(&b"wxy"[..]));
+    }
+}

@@ -1,0 +1,305 @@
+//! The io_uring backend: one ring per worker; each batch call pushes one
+//! SQE per packet (`RECVMSG`/`SENDMSG` on the UDP socket, `READ`/`WRITE` on
+//! the TUN queue) and submits them all with one `io_uring_enter`.
+//!
+//! Every SQE is non-blocking (`MSG_DONTWAIT` on socket ops, `O_NONBLOCK` on
+//! the TUN fd, so the kernel completes it at once with data or `-EAGAIN`
+//! instead of arming a poll), and each call reaps the completion of every
+//! SQE it pushed before returning. That is what makes pointing SQEs at the
+//! caller's [`PacketBatch`] sound: no operation outlives the borrow.
+//!
+//! Receive batches are sized adaptively (start at 8 SQEs, double while
+//! batches come back full, shrink toward twice the last count) so an idle
+//! fd does not cost a full batch of `-EAGAIN` completions.
+//!
+//! Not used (yet): provided-buffer rings and multishot receive. They need
+//! buffers owned by the ring rather than by the caller's batch; the trait
+//! would hand out ring buffers by id. Waiting uses `poll(2)`.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use io_uring::{IoUring, Probe, opcode, types};
+use socket2::Socket;
+
+use super::backend::{BackendKind, Interest, PacketIo, not_connected, poll_wait};
+use super::batch::PacketBatch;
+use super::msg::MsgScratch;
+use super::syscall::is_v6_socket;
+use super::tun::TunQueue;
+
+/// Submission queue entries per ring (batches larger than this are split).
+const RING_ENTRIES: u32 = 256;
+/// Smallest adaptive receive batch.
+const MIN_BATCH: usize = 8;
+
+/// Checks that a ring can be set up and supports the opcodes used here.
+pub fn probe() -> io::Result<()> {
+    let ring = IoUring::new(4)?;
+    let mut p = Probe::new();
+    ring.submitter().register_probe(&mut p)?;
+    for code in [opcode::RecvMsg::CODE, opcode::SendMsg::CODE, opcode::Read::CODE, opcode::Write::CODE] {
+        if !p.is_supported(code) {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, format!("io_uring lacks opcode {code}")));
+        }
+    }
+    Ok(())
+}
+
+/// io_uring backend over one worker's socket and TUN queue.
+pub struct UringIo {
+    ring: IoUring,
+    udp: Option<Socket>,
+    tun: Option<TunQueue>,
+    scratch: MsgScratch,
+    /// Per-SQE result of the last batch (index = user_data).
+    results: Vec<i32>,
+    udp_batch: usize,
+    tun_batch: usize,
+}
+
+impl UringIo {
+    /// Sets up a ring over the fds (both non-blocking).
+    pub fn new(udp: Option<Socket>, tun: Option<TunQueue>) -> io::Result<UringIo> {
+        probe()?;
+        let v6 = is_v6_socket(udp.as_ref())?;
+        Ok(UringIo {
+            ring: IoUring::new(RING_ENTRIES)?,
+            udp,
+            tun,
+            scratch: MsgScratch::new(v6),
+            results: Vec::new(),
+            udp_batch: MIN_BATCH,
+            tun_batch: MIN_BATCH,
+        })
+    }
+
+    /// Pushes the SQEs `make(0..n)` (user_data = index), submits them, and
+    /// reaps all `n` completions into `self.results[..n]`.
+    ///
+    /// # Panics
+    /// If `io_uring_enter` fails with a non-transient error while operations
+    /// are pending (a broken ring; returning would be unsound).
+    ///
+    /// # Safety
+    /// Every entry `make` builds must point only at memory that stays valid
+    /// and unaliased until this function returns (it does not return before
+    /// all `n` operations have completed).
+    unsafe fn run(
+        &mut self,
+        n: usize,
+        mut make: impl FnMut(usize, &mut MsgScratch) -> io_uring::squeue::Entry,
+    ) -> io::Result<()> {
+        debug_assert!(n <= RING_ENTRIES as usize);
+        if self.results.len() < n {
+            self.results.resize(n, 0);
+        }
+        {
+            let mut sq = self.ring.submission();
+            for i in 0..n {
+                let e = make(i, &mut self.scratch).user_data(i as u64);
+                // SAFETY: the caller guarantees the entry's buffers outlive the
+                // operation; the queue has room since n <= RING_ENTRIES and the
+                // ring is empty at the start of every call.
+                if unsafe { sq.push(&e) }.is_err() {
+                    return Err(io::Error::other("io_uring submission queue full"));
+                }
+            }
+        }
+        let mut reaped = 0;
+        while reaped < n {
+            if let Err(e) = self.ring.submit_and_wait(n - reaped) {
+                let transient = [libc::EINTR, libc::EBUSY, libc::EAGAIN];
+                // Pushed entries point at caller memory; returning before they
+                // complete would let the kernel touch it later. A non-transient
+                // io_uring_enter error means the ring itself is broken.
+                assert!(
+                    e.raw_os_error().is_some_and(|c| transient.contains(&c)),
+                    "io_uring_enter failed with operations pending: {e}"
+                );
+            }
+            for cqe in self.ring.completion() {
+                if let Some(r) = self.results.get_mut(cqe.user_data() as usize) {
+                    *r = cqe.result();
+                }
+                reaped += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Next adaptive batch size after a batch of `size` returned `got`.
+    fn adapt(size: usize, got: usize, cap: usize) -> usize {
+        let next = if got == size { size * 2 } else { (got * 2).max(MIN_BATCH) };
+        next.clamp(1, cap.clamp(1, RING_ENTRIES as usize))
+    }
+}
+
+/// Maps a completion result to a length or an OS error.
+fn cqe_len(r: i32) -> io::Result<usize> {
+    usize::try_from(r).map_err(|_| io::Error::from_raw_os_error(-r))
+}
+
+impl PacketIo for UringIo {
+    fn recv_udp(&mut self, batch: &mut PacketBatch) -> io::Result<usize> {
+        batch.clear();
+        let fd = types::Fd(self.udp.as_ref().ok_or_else(|| not_connected("UDP socket"))?.as_raw_fd());
+        let n = self.udp_batch.min(batch.capacity()).min(RING_ENTRIES as usize);
+        if n == 0 {
+            return Ok(0);
+        }
+        self.scratch.prepare_recv(batch, n);
+        // SAFETY: each SQE points at scratch header `i` (and through it at
+        // slot `i` of `batch`), all exclusively borrowed until `run` returns
+        // after reaping every completion.
+        unsafe {
+            self.run(n, |i, s| {
+                opcode::RecvMsg::new(fd, &raw mut s.hdrs[i].msg_hdr).flags(libc::MSG_DONTWAIT as u32).build()
+            })?;
+        }
+        let mut got = 0;
+        let mut first_err = None;
+        for i in 0..n {
+            match cqe_len(self.results[i]) {
+                Ok(len) => {
+                    self.scratch.finish_recv(i, len, batch);
+                    if i != got {
+                        batch.move_slot(i, got);
+                    }
+                    got += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        self.udp_batch = Self::adapt(n, got, batch.capacity());
+        batch.set_len(got);
+        match first_err {
+            Some(e) if got == 0 => Err(e),
+            _ => Ok(got),
+        }
+    }
+
+    fn send_udp(&mut self, batch: &PacketBatch, from: usize) -> io::Result<usize> {
+        let fd = types::Fd(self.udp.as_ref().ok_or_else(|| not_connected("UDP socket"))?.as_raw_fd());
+        let mut sent = 0;
+        while from + sent < batch.len() {
+            let n = (batch.len() - from - sent).min(RING_ENTRIES as usize);
+            self.scratch.prepare_send(batch, from + sent, n);
+            // SAFETY: each SQE points at scratch header `i` and through it at
+            // a slot of `batch` (read only); both outlive `run`, which reaps
+            // every completion before returning.
+            unsafe {
+                self.run(n, |i, s| {
+                    opcode::SendMsg::new(fd, &raw const s.hdrs[i].msg_hdr)
+                        .flags(libc::MSG_DONTWAIT as u32)
+                        .build()
+                })?;
+            }
+            // Ops run in order but independently: report the prefix that
+            // went out; the first failure ends it.
+            for i in 0..n {
+                if let Err(e) = cqe_len(self.results[i]) {
+                    return if sent == 0 { Err(e) } else { Ok(sent) };
+                }
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    fn read_tun(&mut self, batch: &mut PacketBatch) -> io::Result<usize> {
+        batch.clear();
+        let fd = types::Fd(self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?.as_raw_fd());
+        let n = self.tun_batch.min(batch.capacity()).min(RING_ENTRIES as usize);
+        if n == 0 {
+            return Ok(0);
+        }
+        let slot_len = u32::try_from(batch.slot_len()).unwrap_or(u32::MAX);
+        let mut ptrs = [std::ptr::null_mut::<u8>(); RING_ENTRIES as usize];
+        for (i, p) in ptrs.iter_mut().enumerate().take(n) {
+            *p = batch.slot_ptr(i);
+        }
+        // SAFETY: each SQE points at slot `i` of `batch`, exclusively
+        // borrowed until `run` returns after reaping every completion.
+        unsafe { self.run(n, |i, _| opcode::Read::new(fd, ptrs[i], slot_len).build())? };
+        let mut got = 0;
+        let mut first_err = None;
+        for i in 0..n {
+            match cqe_len(self.results[i]) {
+                Ok(len) => {
+                    if let Some(m) = batch.meta_mut(i) {
+                        m.len = len;
+                        m.segment_size = 0;
+                        m.truncated = false;
+                    }
+                    if i != got {
+                        batch.move_slot(i, got);
+                    }
+                    got += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        self.tun_batch = Self::adapt(n, got, batch.capacity());
+        batch.set_len(got);
+        match first_err {
+            Some(e) if got == 0 => Err(e),
+            _ => Ok(got),
+        }
+    }
+
+    fn write_tun(&mut self, batch: &PacketBatch, from: usize) -> io::Result<usize> {
+        let fd = types::Fd(self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?.as_raw_fd());
+        let mut done = 0;
+        while from + done < batch.len() {
+            let n = (batch.len() - from - done).min(RING_ENTRIES as usize);
+            let base = from + done;
+            // SAFETY: each SQE points at a slot of `batch` (read only), which
+            // outlives `run`; `run` reaps every completion before returning.
+            unsafe {
+                self.run(n, |i, _| {
+                    let pkt = batch.packet(base + i).unwrap_or(&[]);
+                    opcode::Write::new(fd, pkt.as_ptr(), pkt.len() as u32).build()
+                })?;
+            }
+            for i in 0..n {
+                if let Err(e) = cqe_len(self.results[i]) {
+                    return if done == 0 { Err(e) } else { Ok(done) };
+                }
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    fn wait(&mut self, interest: Interest, timeout: Option<Duration>) -> io::Result<Interest> {
+        poll_wait(
+            self.udp.as_ref().map(AsRawFd::as_raw_fd),
+            self.tun.as_ref().map(AsRawFd::as_raw_fd),
+            interest,
+            timeout,
+        )
+    }
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Uring
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_batch_grows_and_shrinks_within_bounds() {
+        assert_eq!(UringIo::adapt(8, 8, 64), 16);
+        assert_eq!(UringIo::adapt(64, 64, 64), 64, "capped by batch capacity");
+        assert_eq!(UringIo::adapt(32, 3, 64), MIN_BATCH);
+        assert_eq!(UringIo::adapt(32, 10, 64), 20);
+        assert_eq!(UringIo::adapt(8, 8, 1000), 16);
+        assert_eq!(UringIo::adapt(256, 256, 1000), RING_ENTRIES as usize);
+    }
+}
