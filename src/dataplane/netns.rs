@@ -96,3 +96,20 @@ pub fn can_run_root_tests() -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// For root-only tests: returns true when they can run. Otherwise prints
+/// `skipped: <why>` and returns false, or panics when the environment
+/// variable `ESPTUN_REQUIRE_ROOT=1` says skipping is a failure.
+pub fn root_tests_enabled() -> bool {
+    match can_run_root_tests() {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(
+                std::env::var("ESPTUN_REQUIRE_ROOT").as_deref() != Ok("1"),
+                "ESPTUN_REQUIRE_ROOT=1 but {why}"
+            );
+            eprintln!("skipped: {why}");
+            false
+        }
+    }
+}
