@@ -92,41 +92,11 @@ impl PacketIo for SyscallIo {
     }
 
     fn read_tun(&mut self, batch: &mut PacketBatch) -> io::Result<usize> {
-        batch.clear();
-        let tun = self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?;
-        let mut n = 0;
-        while n < batch.capacity() {
-            let Some((slot, meta)) = batch.slot_and_meta_mut(n) else { break };
-            match tun.read(slot) {
-                Ok(len) => {
-                    meta.len = len;
-                    meta.segment_size = 0;
-                    meta.truncated = false;
-                    n += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if n == 0 => return Err(e),
-                Err(_) => break, // report what we have; the error recurs next call
-            }
-        }
-        batch.set_len(n);
-        Ok(n)
+        self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?.read_batch(batch)
     }
 
     fn write_tun(&mut self, batch: &PacketBatch, from: usize) -> io::Result<usize> {
-        let tun = self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?;
-        let mut i = from;
-        while i < batch.len() {
-            let Some(pkt) = batch.packet(i) else { break };
-            match tun.write(pkt) {
-                Ok(_) => i += 1,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if i == from => return Err(e),
-                Err(_) => break,
-            }
-        }
-        Ok(i - from)
+        self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?.write_batch(batch, from)
     }
 
     fn wait(&mut self, interest: Interest, timeout: Option<Duration>) -> io::Result<Interest> {

@@ -28,6 +28,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
+use super::batch::{PacketBatch, PacketMeta};
 use super::vnet::VNET_HDR_LEN;
 
 /// What to ask of the TUN device. Each offload can be turned off.
@@ -138,6 +139,45 @@ impl TunQueue {
         // the duration of the call and the fd is owned by `self.dev`.
         let n = unsafe { libc::write(self.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    /// Reads packets into slots `0..n` with one `read` each until the queue
+    /// is empty or the batch full; sets `batch.len()` and returns `n`.
+    /// An error is returned only when no packet was read.
+    pub fn read_batch(&self, batch: &mut PacketBatch) -> io::Result<usize> {
+        batch.clear();
+        let mut n = 0;
+        while n < batch.capacity() {
+            let Some((slot, meta)) = batch.slot_and_meta_mut(n) else { break };
+            match self.read(slot) {
+                Ok(len) => {
+                    *meta = PacketMeta { len, ..PacketMeta::EMPTY };
+                    n += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if n == 0 => return Err(e),
+                Err(_) => break, // report what we have; the error recurs next call
+            }
+        }
+        batch.set_len(n);
+        Ok(n)
+    }
+
+    /// Writes packets `from..batch.len()` with one `write` each, with the
+    /// send semantics of [`super::backend::PacketIo`].
+    pub fn write_batch(&self, batch: &PacketBatch, from: usize) -> io::Result<usize> {
+        let mut i = from;
+        while i < batch.len() {
+            let Some(pkt) = batch.packet(i) else { break };
+            match self.write(pkt) {
+                Ok(_) => i += 1,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if i == from => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(i - from)
     }
 }
 

@@ -2,11 +2,15 @@
 //! SQE per packet (`RECVMSG`/`SENDMSG` on the UDP socket, `READ`/`WRITE` on
 //! the TUN queue) and submits them all with one `io_uring_enter`.
 //!
-//! Every SQE is non-blocking (`MSG_DONTWAIT` on socket ops, `O_NONBLOCK` on
-//! the TUN fd, so the kernel completes it at once with data or `-EAGAIN`
-//! instead of arming a poll), and each call reaps the completion of every
-//! SQE it pushed before returning. That is what makes pointing SQEs at the
-//! caller's [`PacketBatch`] sound: no operation outlives the borrow.
+//! Every SQE is non-blocking (`MSG_DONTWAIT` on socket ops, `RWF_NOWAIT`
+//! on TUN reads and writes), so the kernel completes it at once with data
+//! or `-EAGAIN` instead of arming a poll, and each call reaps the completion
+//! of every SQE it pushed before returning. That is what makes pointing
+//! SQEs at the caller's [`PacketBatch`] sound: no operation outlives the
+//! borrow. Measured on Linux 6.18: `O_NONBLOCK` on the TUN fd alone is NOT
+//! enough (io_uring arms a poll and the READ waits for a packet), hence
+//! `RWF_NOWAIT`; a kernel that answers it with `-EOPNOTSUPP` gets plain
+//! `read`/`write` on the TUN instead.
 //!
 //! Receive batches are sized adaptively (start at 8 SQEs, double while
 //! batches come back full, shrink toward twice the last count) so an idle
@@ -57,6 +61,8 @@ pub struct UringIo {
     results: Vec<i32>,
     udp_batch: usize,
     tun_batch: usize,
+    /// The TUN fd accepts RWF_NOWAIT (else TUN I/O falls back to read/write).
+    tun_nowait: bool,
 }
 
 impl UringIo {
@@ -72,6 +78,7 @@ impl UringIo {
             results: Vec::new(),
             udp_batch: MIN_BATCH,
             tun_batch: MIN_BATCH,
+            tun_nowait: true,
         })
     }
 
@@ -211,7 +218,11 @@ impl PacketIo for UringIo {
 
     fn read_tun(&mut self, batch: &mut PacketBatch) -> io::Result<usize> {
         batch.clear();
-        let fd = types::Fd(self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?.as_raw_fd());
+        let tun = self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?;
+        if !self.tun_nowait {
+            return tun.read_batch(batch);
+        }
+        let fd = types::Fd(tun.as_raw_fd());
         let n = self.tun_batch.min(batch.capacity()).min(RING_ENTRIES as usize);
         if n == 0 {
             return Ok(0);
@@ -223,7 +234,9 @@ impl PacketIo for UringIo {
         }
         // SAFETY: each SQE points at slot `i` of `batch`, exclusively
         // borrowed until `run` returns after reaping every completion.
-        unsafe { self.run(n, |i, _| opcode::Read::new(fd, ptrs[i], slot_len).build())? };
+        unsafe {
+            self.run(n, |i, _| opcode::Read::new(fd, ptrs[i], slot_len).rw_flags(libc::RWF_NOWAIT).build())?
+        };
         let mut got = 0;
         let mut first_err = None;
         for i in 0..n {
@@ -243,6 +256,12 @@ impl PacketIo for UringIo {
                 Err(e) => first_err = first_err.or(Some(e)),
             }
         }
+        if got == 0 && first_err.as_ref().and_then(io::Error::raw_os_error) == Some(libc::EOPNOTSUPP) {
+            // Kernel whose TUN lacks FMODE_NOWAIT: never submit a TUN op that
+            // could block holding the caller's buffer; use plain syscalls.
+            self.tun_nowait = false;
+            return self.read_tun(batch);
+        }
         self.tun_batch = Self::adapt(n, got, batch.capacity());
         batch.set_len(got);
         match first_err {
@@ -252,7 +271,11 @@ impl PacketIo for UringIo {
     }
 
     fn write_tun(&mut self, batch: &PacketBatch, from: usize) -> io::Result<usize> {
-        let fd = types::Fd(self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?.as_raw_fd());
+        let tun = self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?;
+        if !self.tun_nowait {
+            return tun.write_batch(batch, from);
+        }
+        let fd = types::Fd(tun.as_raw_fd());
         let mut done = 0;
         while from + done < batch.len() {
             let n = (batch.len() - from - done).min(RING_ENTRIES as usize);
@@ -262,11 +285,15 @@ impl PacketIo for UringIo {
             unsafe {
                 self.run(n, |i, _| {
                     let pkt = batch.packet(base + i).unwrap_or(&[]);
-                    opcode::Write::new(fd, pkt.as_ptr(), pkt.len() as u32).build()
+                    opcode::Write::new(fd, pkt.as_ptr(), pkt.len() as u32).rw_flags(libc::RWF_NOWAIT).build()
                 })?;
             }
             for i in 0..n {
                 if let Err(e) = cqe_len(self.results[i]) {
+                    if done == 0 && e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                        self.tun_nowait = false;
+                        return self.write_tun(batch, from);
+                    }
                     return if done == 0 { Err(e) } else { Ok(done) };
                 }
                 done += 1;
