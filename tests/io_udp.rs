@@ -252,3 +252,93 @@ fn udp_round_trip_v6_uring() {
         &["2001:db8::1/128", "2001:db8::2/128"],
     );
 }
+
+fn open_one(kind: BackendKind, cfg: &UdpConfig) -> (AnyIo, SocketAddr) {
+    let g = UdpGroup::bind(cfg).unwrap();
+    let local = g.local_addr();
+    (AnyIo::open(kind, g.into_sockets().pop(), None).unwrap(), local)
+}
+
+/// A dual-stack IPv6 socket sees an IPv4 peer as IPv4 (not v4-mapped), gets
+/// its TOS, and can answer it with a TOS of its own.
+#[test]
+fn dual_stack_socket_speaks_ipv4_with_tos() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let ns = ns_with_addrs("esptun-io-dual", &["192.0.2.1/32"]);
+    ns.run(|| {
+        let kind = BackendKind::Syscall;
+        let dual_cfg = UdpConfig { v6only: false, ..UdpConfig::new("[::]:0".parse().unwrap(), 1) };
+        let (mut dual, dual_addr) = open_one(kind, &dual_cfg);
+        let (mut v4, v4_addr) = open_one(kind, &UdpConfig::new("192.0.2.1:0".parse().unwrap(), 1));
+        let to_dual = SocketAddr::new("192.0.2.1".parse().unwrap(), dual_addr.port());
+        let mut b = PacketBatch::new(1, 2048);
+        assert!(b.push(b"ping", PacketMeta { addr: to_dual, tos: 0x01, ..PacketMeta::EMPTY }));
+        assert_eq!(v4.send_udp(&b, 0).unwrap(), 1);
+        let mut inb = PacketBatch::new(4, 2048);
+        let got = recv_all(&mut dual, &mut inb, 4);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, b"ping");
+        assert_eq!(got[0].1.addr, v4_addr, "IPv4 peer reported as IPv4");
+        assert_eq!(got[0].1.tos, 0x01);
+
+        b.clear();
+        assert!(b.push(b"pong", PacketMeta { addr: v4_addr, tos: 0x03, ..PacketMeta::EMPTY }));
+        assert_eq!(dual.send_udp(&b, 0).unwrap(), 1);
+        let got = recv_all(&mut v4, &mut inb, 4);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, b"pong");
+        assert_eq!(got[0].1.tos, 0x03);
+        assert_eq!(got[0].1.addr.port(), dual_addr.port());
+    })
+    .unwrap();
+}
+
+/// Rough loopback rate per backend (not a benchmark of record): run with
+/// `cargo test --release --test io_udp -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, not a check"]
+fn loopback_rate_probe() {
+    if !root_tests_enabled() {
+        return;
+    }
+    let ns = ns_with_addrs("esptun-io-rate", &["192.0.2.1/32", "192.0.2.2/32"]);
+    ns.run(|| {
+        for kind in [BackendKind::Syscall, BackendKind::Uring] {
+            if kind == BackendKind::Uring && uring_usable().is_err() {
+                continue;
+            }
+            for gso in [false, true] {
+                let (mut tx, _) = open_one(kind, &UdpConfig::new("192.0.2.1:0".parse().unwrap(), 1));
+                let cfg = UdpConfig { gro: gso, ..UdpConfig::new("192.0.2.2:0".parse().unwrap(), 1) };
+                let (mut rx, dst) = open_one(kind, &cfg);
+                let (batch, seg) = if gso { (4, 1400u16) } else { (64, 0) };
+                let per_slot = if gso { 40 } else { 1 };
+                let mut out = PacketBatch::new(batch, 1400 * per_slot);
+                for _ in 0..batch {
+                    let meta = PacketMeta { addr: dst, segment_size: seg, ..PacketMeta::EMPTY };
+                    assert!(out.push(&vec![0x5a; 1400 * per_slot], meta));
+                }
+                let mut inb = PacketBatch::new(64, 65536);
+                let (mut sent, mut got_bytes) = (0usize, 0usize);
+                let start = Instant::now();
+                while sent < 200_000 && start.elapsed() < Duration::from_secs(10) {
+                    if let Ok(k) = tx.send_udp(&out, 0) {
+                        sent += k * per_slot;
+                    }
+                    while rx.recv_udp(&mut inb).unwrap() > 0 {
+                        got_bytes += (0..inb.len()).map(|i| inb.meta(i).unwrap().len).sum::<usize>();
+                    }
+                }
+                let secs = start.elapsed().as_secs_f64();
+                eprintln!(
+                    "{kind:?} gso/gro={gso}: sent {sent} x 1400 B, received {:.0} kpps, {:.2} Gbit/s",
+                    got_bytes as f64 / 1400.0 / secs / 1e3,
+                    got_bytes as f64 * 8.0 / secs / 1e9
+                );
+            }
+        }
+    })
+    .unwrap();
+}

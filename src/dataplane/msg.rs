@@ -193,6 +193,8 @@ pub(crate) fn std_to_sockaddr(
 }
 
 /// Reads TOS/traffic class and the GRO segment size from received cmsgs.
+// msg_controllen is usize on glibc but u32 on musl: the cast is for musl.
+#[allow(clippy::unnecessary_cast)]
 fn parse_cmsgs(h: &libc::msghdr) -> (u8, u16) {
     let (mut tos, mut seg) = (0u8, 0u16);
     if h.msg_control.is_null() || (h.msg_controllen as usize) < mem::size_of::<libc::cmsghdr>() {

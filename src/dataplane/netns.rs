@@ -91,6 +91,15 @@ pub fn can_run_root_tests() -> Result<(), &'static str> {
     if !std::path::Path::new("/dev/net/tun").exists() {
         return Err("needs root and /dev/net/tun");
     }
+    // CAP_NET_ADMIN (12) and CAP_SYS_ADMIN (21) in the effective set: root
+    // in an unprivileged container may lack them.
+    let caps = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim().to_owned();
+        u64::from_str_radix(&hex, 16).ok()
+    });
+    if caps.is_some_and(|c| c & (1 << 12) == 0 || c & (1 << 21) == 0) {
+        return Err("needs CAP_NET_ADMIN and CAP_SYS_ADMIN");
+    }
     if Command::new("ip").arg("-V").output().is_err() {
         return Err("needs the ip tool (iproute2)");
     }
