@@ -9,7 +9,7 @@
 //! costs a whole ESP packet), at the price of letting the end host do the
 //! reassembly, which is exactly what DF clear permits.
 //!
-//! [`Fragmenter`] follows RFC 791 §3.2 ("Fragmentation"): every fragment
+//! [`Fragmenter`] follows RFC 791's fragmentation procedure: every fragment
 //! carries the original identification, source, destination and protocol; all
 //! fragments but the last carry a multiple of 8 payload bytes and set MF; the
 //! fragment offset counts 8-byte units from the start of the *original*
