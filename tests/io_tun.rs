@@ -71,7 +71,7 @@ fn framed(vnet: bool, pkt: &[u8]) -> Vec<u8> {
 /// Reads packets from all backends until `pick` returns Some or the
 /// deadline passes.
 fn read_until<T>(ios: &mut [AnyIo], mut pick: impl FnMut(&[u8]) -> Option<T>) -> Option<T> {
-    let mut batch = PacketBatch::new(8, 65536 + VNET_HDR_LEN);
+    let mut batch = PacketBatch::with_headroom(8, 65536 + VNET_HDR_LEN + 64, 64);
     let start = Instant::now();
     while start.elapsed() < DEADLINE {
         let mut any = false;
@@ -93,7 +93,7 @@ fn read_until<T>(ios: &mut [AnyIo], mut pick: impl FnMut(&[u8]) -> Option<T>) ->
 }
 
 fn write_one(io: &mut AnyIo, bytes: &[u8]) {
-    let mut b = PacketBatch::new(1, 65536);
+    let mut b = PacketBatch::with_headroom(1, 65536, 40);
     assert!(b.push(bytes, PacketMeta::EMPTY));
     assert_eq!(io.write_tun(&b, 0).unwrap(), 1);
 }

@@ -143,7 +143,7 @@ fn round_trip(kind: BackendKind, ns_name: &str, a: &str, b: &str, addrs: &[&str]
 
         // 1. A batch of 40 datagrams of varying size and TOS, A -> B.
         let toses = [0x00u8, 0x01, 0x02, 0x03, 0xb8, 0xba];
-        let mut out = PacketBatch::new(40, 2048);
+        let mut out = PacketBatch::with_headroom(40, 2048, 48);
         let mut want = Vec::new();
         for i in 0..40usize {
             let len = 1 + i * 37;
@@ -158,7 +158,7 @@ fn round_trip(kind: BackendKind, ns_name: &str, a: &str, b: &str, addrs: &[&str]
             from += io_a.send_udp(&out, from).unwrap();
         }
         assert_eq!(from, 40);
-        let mut inb = PacketBatch::new(16, 65536);
+        let mut inb = PacketBatch::with_headroom(16, 65536 + 64, 64);
         let total: usize = want.iter().map(|w| w.0.len()).sum();
         let got = recv_all(&mut io_b, &mut inb, total);
         assert_eq!(got.len(), 40, "40 datagrams in order (one flow on loopback)");

@@ -4,7 +4,10 @@
 //! packet.
 //!
 //! Backends fill slots `0..len()` on receive and send slots `from..len()`
-//! on transmit. What a slot holds depends on the fd: a UDP payload (or
+//! on transmit. A batch made [`PacketBatch::with_headroom`] receives each
+//! packet `headroom` bytes into its slot, so ESP can prepend outer headers
+//! in place; [`PacketMeta::offset`] says where each packet starts, and sends
+//! use it, so a packet grown to the front goes out without a copy. What a slot holds depends on the fd: a UDP payload (or
 //! several equal-size segments when [`PacketMeta::segment_size`] is set),
 //! or a TUN packet preceded by its `virtio_net_hdr` when the queue has one.
 
@@ -13,8 +16,11 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 /// Metadata of one packet in a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketMeta {
-    /// Bytes used in the slot.
+    /// Packet length in bytes.
     pub len: usize,
+    /// Where the packet starts within its slot (the batch headroom after a
+    /// receive; lower after headers were prepended in place).
+    pub offset: usize,
     /// UDP: the peer (source on receive, destination on send). Unused for TUN.
     pub addr: SocketAddr,
     /// UDP: the outer IPv4 TOS / IPv6 traffic class byte (DSCP and ECN).
@@ -32,6 +38,7 @@ impl PacketMeta {
     /// Empty metadata (length 0, unspecified address).
     pub const EMPTY: PacketMeta = PacketMeta {
         len: 0,
+        offset: 0,
         addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
         tos: 0,
         segment_size: 0,
@@ -44,6 +51,7 @@ impl PacketMeta {
 pub struct PacketBatch {
     data: Box<[u8]>,
     slot_len: usize,
+    headroom: usize,
     meta: Box<[PacketMeta]>,
     len: usize,
 }
@@ -54,10 +62,22 @@ impl PacketBatch {
     /// # Panics
     /// If `slots * slot_len` overflows `usize` (a configuration error).
     pub fn new(slots: usize, slot_len: usize) -> PacketBatch {
+        PacketBatch::with_headroom(slots, slot_len, 0)
+    }
+
+    /// Like [`new`](Self::new), but receives land `headroom` bytes into
+    /// each slot (room for headers prepended in place).
+    ///
+    /// # Panics
+    /// If `headroom >= slot_len` or the total size overflows `usize`
+    /// (configuration errors).
+    pub fn with_headroom(slots: usize, slot_len: usize, headroom: usize) -> PacketBatch {
+        assert!(headroom < slot_len, "headroom must leave room in the slot");
         let total = slots.checked_mul(slot_len).expect("batch size overflows usize");
         PacketBatch {
             data: vec![0; total].into_boxed_slice(),
             slot_len,
+            headroom,
             meta: vec![PacketMeta::EMPTY; slots].into_boxed_slice(),
             len: 0,
         }
@@ -71,6 +91,11 @@ impl PacketBatch {
     /// Bytes per slot.
     pub fn slot_len(&self) -> usize {
         self.slot_len
+    }
+
+    /// Bytes before each received packet in its slot.
+    pub fn headroom(&self) -> usize {
+        self.headroom
     }
 
     /// Packets in the batch (slots `0..len()` are valid).
@@ -94,18 +119,25 @@ impl PacketBatch {
         self.len = 0;
     }
 
-    /// The bytes of packet `i` (`meta.len` bytes of the slot).
+    /// Byte range of packet `i` in `data`, clamped to its slot.
+    fn range(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        let m = self.meta.get(i)?;
+        let off = m.offset.min(self.slot_len);
+        let len = m.len.min(self.slot_len - off);
+        let start = i * self.slot_len + off;
+        Some(start..start + len)
+    }
+
+    /// The bytes of packet `i` (`meta.len` bytes from `meta.offset`,
+    /// clamped to the slot).
     pub fn packet(&self, i: usize) -> Option<&[u8]> {
-        let len = self.meta.get(i)?.len.min(self.slot_len);
-        let start = i * self.slot_len;
-        self.data.get(start..start + len)
+        self.data.get(self.range(i)?)
     }
 
     /// The bytes of packet `i`, writable.
     pub fn packet_mut(&mut self, i: usize) -> Option<&mut [u8]> {
-        let len = self.meta.get(i)?.len.min(self.slot_len);
-        let start = i * self.slot_len;
-        self.data.get_mut(start..start + len)
+        let r = self.range(i)?;
+        self.data.get_mut(r)
     }
 
     /// The whole slot `i` (for filling before a send; then set
@@ -136,40 +168,54 @@ impl PacketBatch {
         self.meta.get_mut(i)
     }
 
-    /// Copies `bytes` into the next free slot with `meta` (its `len` is set
-    /// from `bytes`). Returns false when the batch is full or `bytes` does
-    /// not fit a slot. Convenience for tests and the control path.
+    /// Copies `bytes` into the next free slot after the headroom with
+    /// `meta` (its `len` and `offset` are set here). Returns false when the
+    /// batch is full or `bytes` does not fit. For tests and the control path.
     pub fn push(&mut self, bytes: &[u8], meta: PacketMeta) -> bool {
         let i = self.len;
-        if bytes.len() > self.slot_len {
+        let off = self.headroom;
+        if bytes.len() > self.slot_len - off {
             return false;
         }
         let Some((slot, m)) = self.slot_and_meta_mut(i) else { return false };
-        slot[..bytes.len()].copy_from_slice(bytes);
-        *m = PacketMeta { len: bytes.len(), ..meta };
+        slot[off..off + bytes.len()].copy_from_slice(bytes);
+        *m = PacketMeta { len: bytes.len(), offset: off, ..meta };
         self.len = i + 1;
         true
     }
 
-    /// Raw pointer to the start of slot `i` for the backends; `i` must be
-    /// below the capacity.
-    pub(crate) fn slot_ptr(&mut self, i: usize) -> *mut u8 {
-        debug_assert!(i < self.capacity());
-        self.data[i * self.slot_len..].as_mut_ptr()
+    /// The receive area of slot `i` (after the headroom).
+    pub(crate) fn recv_area(&mut self, i: usize) -> Option<&mut [u8]> {
+        let h = self.headroom;
+        self.slot_mut(i).map(|s| &mut s[h..])
     }
 
-    /// Read-only raw pointer to slot `i`; `i` must be below the capacity.
-    pub(crate) fn slot_const_ptr(&self, i: usize) -> *const u8 {
+    /// Raw pointer to the receive area of slot `i` for the backends; `i`
+    /// must be below the capacity.
+    pub(crate) fn recv_ptr(&mut self, i: usize) -> *mut u8 {
         debug_assert!(i < self.capacity());
-        self.data[i * self.slot_len..].as_ptr()
+        self.data[i * self.slot_len + self.headroom..].as_mut_ptr()
     }
 
-    /// Moves slot `from`'s bytes and metadata to slot `to` (compaction
+    /// Bytes available for one received packet.
+    pub(crate) fn recv_len(&self) -> usize {
+        self.slot_len - self.headroom
+    }
+
+    /// Records a received packet of `len` bytes in slot `i`.
+    pub(crate) fn set_received(&mut self, i: usize, meta: PacketMeta) {
+        let (recv_len, headroom) = (self.recv_len(), self.headroom);
+        if let Some(m) = self.meta.get_mut(i) {
+            *m = PacketMeta { len: meta.len.min(recv_len), offset: headroom, ..meta };
+        }
+    }
+
+    /// Moves slot `from`'s packet and metadata to slot `to` (compaction
     /// after an out-of-order completion; rare).
     pub(crate) fn move_slot(&mut self, from: usize, to: usize) {
-        let len = self.meta[from].len.min(self.slot_len);
-        let src = from * self.slot_len;
-        self.data.copy_within(src..src + len, to * self.slot_len);
+        let Some(r) = self.range(from) else { return };
+        let dst = to * self.slot_len + (r.start - from * self.slot_len);
+        self.data.copy_within(r, dst);
         self.meta[to] = self.meta[from];
     }
 }
@@ -210,5 +256,29 @@ mod tests {
         b.meta_mut(2).unwrap().len = 3;
         b.move_slot(2, 0);
         assert_eq!(b.packet(0), Some(&b"wxy"[..]));
+        // With an offset, the packet keeps its place in the slot.
+        b.meta_mut(2).unwrap().offset = 1;
+        b.move_slot(2, 1);
+        assert_eq!(b.packet(1), Some(&b"xyz"[..]));
+        assert_eq!(&b.slot_mut(1).unwrap()[1..], b"xyz");
+    }
+
+    #[test]
+    fn headroom_then_prepend_in_place() {
+        let mut b = PacketBatch::with_headroom(2, 16, 8);
+        assert!(b.push(b"payload", PacketMeta::EMPTY));
+        assert_eq!(b.meta(0).unwrap().offset, 8);
+        assert!(!b.push(&[0; 9], PacketMeta::EMPTY), "only 8 bytes after the headroom");
+        // Prepend a 4-byte header by moving the offset back.
+        let (slot, m) = b.slot_and_meta_mut(0).unwrap();
+        slot[4..8].copy_from_slice(b"HDR:");
+        m.offset -= 4;
+        m.len += 4;
+        assert_eq!(b.packet(0), Some(&b"HDR:payload"[..]));
+        // A bogus offset/len is clamped to the slot, never out of bounds.
+        let m = b.meta_mut(0).unwrap();
+        (m.offset, m.len) = (100, 100);
+        assert_eq!(b.packet(0), Some(&[][..]));
+        assert_eq!(b.recv_len(), 8);
     }
 }

@@ -66,9 +66,9 @@ impl MsgScratch {
     /// Points headers `0..n` at slots `0..n` of `batch` for receiving.
     pub(crate) fn prepare_recv(&mut self, batch: &mut PacketBatch, n: usize) {
         self.ensure(n);
-        let slot_len = batch.slot_len();
+        let recv_len = batch.recv_len();
         for i in 0..n {
-            self.iovs[i] = libc::iovec { iov_base: batch.slot_ptr(i).cast(), iov_len: slot_len };
+            self.iovs[i] = libc::iovec { iov_base: batch.recv_ptr(i).cast(), iov_len: recv_len };
             let h = &mut self.hdrs[i];
             h.msg_len = 0;
             h.msg_hdr.msg_name = ptr::from_mut(&mut self.addrs[i]).cast();
@@ -87,16 +87,8 @@ impl MsgScratch {
         let h = &self.hdrs[i].msg_hdr;
         let addr = sockaddr_to_std(&self.addrs[i], h.msg_namelen).unwrap_or(PacketMeta::EMPTY.addr);
         let (tos, segment_size) = parse_cmsgs(h);
-        let slot_len = batch.slot_len();
-        if let Some(m) = batch.meta_mut(i) {
-            *m = PacketMeta {
-                len: len.min(slot_len),
-                addr,
-                tos,
-                segment_size,
-                truncated: h.msg_flags & libc::MSG_TRUNC != 0,
-            };
-        }
+        let truncated = h.msg_flags & libc::MSG_TRUNC != 0;
+        batch.set_received(i, PacketMeta { len, addr, tos, segment_size, truncated, ..PacketMeta::EMPTY });
     }
 
     /// Fills headers `0..n` for sending slots `from..from + n` of `batch`.
@@ -105,10 +97,11 @@ impl MsgScratch {
         for j in 0..n {
             let i = from + j;
             let meta = batch.meta(i).copied().unwrap_or(PacketMeta::EMPTY);
+            let pkt = batch.packet(i).unwrap_or(&[]);
             self.iovs[j] = libc::iovec {
                 // The kernel only reads through this pointer (sendmsg).
-                iov_base: batch.slot_const_ptr(i).cast_mut().cast(),
-                iov_len: meta.len.min(batch.slot_len()),
+                iov_base: pkt.as_ptr().cast_mut().cast(),
+                iov_len: pkt.len(),
             };
             let namelen = std_to_sockaddr(meta.addr, self.v6_socket, &mut self.addrs[j]);
             let controllen = build_send_cmsgs(&mut self.cmsgs[j], &meta, self.v6_socket);

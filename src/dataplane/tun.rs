@@ -148,10 +148,10 @@ impl TunQueue {
         batch.clear();
         let mut n = 0;
         while n < batch.capacity() {
-            let Some((slot, meta)) = batch.slot_and_meta_mut(n) else { break };
-            match self.read(slot) {
+            let Some(area) = batch.recv_area(n) else { break };
+            match self.read(area) {
                 Ok(len) => {
-                    *meta = PacketMeta { len, ..PacketMeta::EMPTY };
+                    batch.set_received(n, PacketMeta { len, ..PacketMeta::EMPTY });
                     n += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -28,7 +28,7 @@ use io_uring::{IoUring, Probe, opcode, types};
 use socket2::Socket;
 
 use super::backend::{BackendKind, Interest, PacketIo, not_connected, poll_wait};
-use super::batch::PacketBatch;
+use super::batch::{PacketBatch, PacketMeta};
 use super::msg::MsgScratch;
 use super::syscall::is_v6_socket;
 use super::tun::TunQueue;
@@ -227,26 +227,22 @@ impl PacketIo for UringIo {
         if n == 0 {
             return Ok(0);
         }
-        let slot_len = u32::try_from(batch.slot_len()).unwrap_or(u32::MAX);
+        let recv_len = u32::try_from(batch.recv_len()).unwrap_or(u32::MAX);
         let mut ptrs = [std::ptr::null_mut::<u8>(); RING_ENTRIES as usize];
         for (i, p) in ptrs.iter_mut().enumerate().take(n) {
-            *p = batch.slot_ptr(i);
+            *p = batch.recv_ptr(i);
         }
         // SAFETY: each SQE points at slot `i` of `batch`, exclusively
         // borrowed until `run` returns after reaping every completion.
         unsafe {
-            self.run(n, |i, _| opcode::Read::new(fd, ptrs[i], slot_len).rw_flags(libc::RWF_NOWAIT).build())?
+            self.run(n, |i, _| opcode::Read::new(fd, ptrs[i], recv_len).rw_flags(libc::RWF_NOWAIT).build())?
         };
         let mut got = 0;
         let mut first_err = None;
         for i in 0..n {
             match cqe_len(self.results[i]) {
                 Ok(len) => {
-                    if let Some(m) = batch.meta_mut(i) {
-                        m.len = len;
-                        m.segment_size = 0;
-                        m.truncated = false;
-                    }
+                    batch.set_received(i, PacketMeta { len, ..PacketMeta::EMPTY });
                     if i != got {
                         batch.move_slot(i, got);
                     }
