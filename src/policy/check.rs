@@ -1,0 +1,1 @@
+//! The `esptun check` report.

@@ -1,0 +1,1 @@
+//! Compiling a Config into ordered SPD rules.
