@@ -227,7 +227,7 @@ pub fn render(cfg: &Config) -> Result<String, String> {
         let _ = writeln!(o, "  replay window {}", sa.replay_window);
     }
     let _ = writeln!(o);
-    let _ = writeln!(o, "SPD (outbound, first match wins; {} entries):", policy.entries.len());
+    let _ = writeln!(o, "SPD (outbound, first match wins):");
     for (i, e) in policy.entries.iter().enumerate() {
         let _ = writeln!(
             o,

@@ -198,18 +198,35 @@ pub fn compile(cfg: &Config) -> CompiledPolicy {
     }
 
     for (ci, c) in cfg.connections.iter().enumerate() {
-        let mut pools: Vec<TrafficSelector> = Vec::new();
-        let group_pools = c.authorizer.profiles.iter().filter_map(|p| p.pool.as_ref());
-        for name in c.pools.iter().chain(group_pools) {
-            for t in cfg.pool(name).map(|p| p.ranges.as_slice()).unwrap_or(&[]) {
-                if !pools.contains(t) {
-                    pools.push(*t);
+        let ranges = |names: &mut dyn Iterator<Item = &String>| {
+            let mut out: Vec<TrafficSelector> = Vec::new();
+            for name in names {
+                for t in cfg.pool(name).map(|p| p.ranges.as_slice()).unwrap_or(&[]) {
+                    if !out.contains(t) {
+                        out.push(*t);
+                    }
                 }
             }
-        }
+            out
+        };
         for (i, ch) in c.children.iter().enumerate() {
             let Some(id) = id_of(Target::Child(ci, i)) else { continue };
             let origin = Origin::Child { conn: c.name.clone(), child: ch.name.clone() };
+            // Peers reach this child with addresses from the pools of the
+            // groups granting it; without such groups, from the
+            // connection's pools.
+            let granting: Vec<&String> = c
+                .authorizer
+                .profiles
+                .iter()
+                .filter(|p| p.children.contains(&ch.name))
+                .filter_map(|p| p.pool.as_ref())
+                .collect();
+            let pools = if granting.is_empty() {
+                ranges(&mut c.pools.iter())
+            } else {
+                ranges(&mut granting.into_iter())
+            };
             let before = entries.len();
             for l in &ch.local_ts {
                 for r in &ch.remote_ts {

@@ -242,8 +242,10 @@ impl fmt::Display for EspProposal {
         if !self.dh.is_empty() {
             write!(f, "-{}", join(&self.dh, DhGroup::name))?;
         }
-        for e in &self.esn {
-            f.write_str(if *e { "-esn" } else { "-noesn" })?;
+        if self.esn != [false] {
+            for e in &self.esn {
+                f.write_str(if *e { "-esn" } else { "-noesn" })?;
+            }
         }
         Ok(())
     }

@@ -12,8 +12,8 @@
 //! as `type << 8 .. type << 8 | 0xff` per RFC 7296 §3.13.1. Ports on a
 //! protocol that has none (GRE, ESP, "any") are an error.
 
-use super::units::{port_range, proto_by_name, proto_has_ports};
-use crate::ts::{PROTO_ANY, TrafficSelector, prefix_bounds, to_u128};
+use super::units::{port_range, proto_by_name, proto_has_ports, proto_name};
+use crate::ts::{PROTO_ANY, TrafficSelector, prefix_bounds, range_as_prefix, to_u128};
 use core::fmt;
 use std::net::IpAddr;
 
@@ -37,16 +37,31 @@ pub enum TsSpec {
 
 impl fmt::Display for TsSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TsSpec::Fixed(ts) => ts.fmt(f),
+        let (proto, lo, hi) = match self {
+            TsSpec::Fixed(ts) => {
+                match range_as_prefix(ts.start, ts.end) {
+                    Some(len) => write!(f, "{}/{len}", ts.start)?,
+                    None => write!(f, "{}-{}", ts.start, ts.end)?,
+                }
+                (ts.proto, ts.port_start, ts.port_end)
+            }
             TsSpec::Dynamic { proto, port_start, port_end } => {
                 f.write_str("dynamic")?;
-                if *proto != PROTO_ANY || *port_start != 0 || *port_end != u16::MAX {
-                    write!(f, "[{proto}/{port_start}-{port_end}]")?;
-                }
-                Ok(())
+                (*proto, *port_start, *port_end)
             }
+        };
+        if proto == PROTO_ANY && (lo, hi) == (0, u16::MAX) {
+            return Ok(());
         }
+        write!(f, "[{}", proto_name(proto))?;
+        if matches!(proto, 1 | 58) && (lo, hi) != (0, u16::MAX) && lo >> 8 == hi >> 8 {
+            write!(f, "/{}", lo >> 8)?;
+        } else if lo == hi {
+            write!(f, "/{lo}")?;
+        } else if (lo, hi) != (0, u16::MAX) {
+            write!(f, "/{lo}-{hi}")?;
+        }
+        f.write_str("]")
     }
 }
 
@@ -172,6 +187,10 @@ mod tests {
         assert_eq!((t.proto, t.port_start, t.port_end), (17, 0, 65535));
         let t = fixed("203.0.113.0/24[icmp/8]");
         assert_eq!((t.proto, t.port_start, t.port_end), (1, 0x0800, 0x08ff));
+        for s in ["10.0.0.0/8[tcp/80]", "192.0.2.10-192.0.2.20[udp/1000-2000]", "dynamic[udp/53]", "::/0[icmpv6/128]"]
+        {
+            assert_eq!(parse_ts(s).unwrap().to_string(), s, "display round trip");
+        }
         assert_eq!(
             parse_ts("dynamic[udp/53]").unwrap(),
             TsSpec::Dynamic { proto: 17, port_start: 53, port_end: 53 }
