@@ -276,3 +276,111 @@ pub fn compile(cfg: &Config) -> CompiledPolicy {
     };
     CompiledPolicy { targets, entries, default, notes }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::spd::FlowKey;
+    use std::net::IpAddr;
+
+    fn key(src: &str, dst: &str, proto: u8, dport: Option<u16>, dscp: u8) -> FlowKey {
+        FlowKey {
+            src: src.parse::<IpAddr>().unwrap(),
+            dst: dst.parse::<IpAddr>().unwrap(),
+            proto,
+            src_port: dport.map(|_| 40000),
+            dst_port: dport,
+            dscp,
+        }
+    }
+
+    const SPLIT: &str = r#"
+[settings]
+default_action = "bypass"
+[[connections]]
+name = "corp"
+gateways = [{ address = "192.0.2.1" }]
+local = { auth = "psk", psk_env = "K" }
+remote = { auth = "psk" }
+[[connections.children]]
+name = "nets"
+local_ts = ["dynamic"]
+remote_ts = ["203.0.113.0/24", "2001:db8:100::/48[tcp/22]"]
+[[rules]]
+action = "bypass"
+dst = ["203.0.113.80"]
+proto = "tcp"
+dst_port = 443
+[[rules]]
+action = "drop"
+dst = ["203.0.113.0/24"]
+dscp = 8
+"#;
+
+    #[test]
+    fn split_tunnel_classifies_as_written() {
+        let cfg = Config::from_str(SPLIT, "t").unwrap();
+        let p = compile(&cfg);
+        assert_eq!(p.targets, vec![Target::Child(0, 0)]);
+        let spd = p.to_spd().unwrap();
+        let protect = Action::Protect(0);
+        // The bypass rule wins for its exact flow only.
+        assert_eq!(spd.classify(&key("198.51.100.7", "203.0.113.80", 6, Some(443), 0)), Action::Bypass);
+        assert_eq!(spd.classify(&key("198.51.100.7", "203.0.113.80", 6, Some(80), 0)), protect);
+        // DSCP 8 (CS1) to the company range is dropped, others protected.
+        assert_eq!(spd.classify(&key("198.51.100.7", "203.0.113.9", 17, Some(53), 8)), Action::Drop);
+        assert_eq!(spd.classify(&key("198.51.100.7", "203.0.113.9", 17, Some(53), 0)), protect);
+        // Outside the tunnel prefixes: the default, bypass.
+        assert_eq!(spd.classify(&key("198.51.100.7", "192.0.2.99", 6, Some(443), 0)), Action::Bypass);
+        // IPv6: only ssh goes in.
+        assert_eq!(spd.classify(&key("2001:db8::5", "2001:db8:100::1", 6, Some(22), 0)), protect);
+        assert_eq!(spd.classify(&key("2001:db8::5", "2001:db8:100::1", 6, Some(23), 0)), Action::Bypass);
+        assert_eq!(p.entries.len(), 4);
+        assert!(matches!(p.entries[0].origin, Origin::Rule { line: 13, .. }), "{:?}", p.entries[0].origin);
+    }
+
+    #[test]
+    fn pools_stand_for_dynamic_remote_and_static_sas_follow_children() {
+        let text = r#"
+[settings]
+allow_inline_secrets = true
+[[pools]]
+name = "p"
+addrs = ["198.51.100.64/26"]
+[[connections]]
+name = "rw"
+pools = ["p"]
+local = { auth = "psk", psk_env = "K" }
+remote = { auth = "psk" }
+[[connections.children]]
+name = "c"
+local_ts = ["203.0.113.0/24"]
+[[static_sas]]
+name = "in"
+direction = "in"
+spi = 4096
+alg = "aes256gcm16"
+key = "0000000000000000000000000000000000000000000000000000000000000000aabbccdd"
+local = "192.0.2.1"
+remote = "192.0.2.2"
+[[static_sas]]
+name = "out"
+direction = "out"
+spi = 4097
+alg = "aes256gcm16"
+key = "0000000000000000000000000000000000000000000000000000000000000000aabbccdd"
+local = "192.0.2.1"
+remote = "192.0.2.2"
+local_ts = ["198.51.100.0/24"]
+remote_ts = ["203.0.113.0/24"]
+"#;
+        let cfg = Config::from_str(text, "t").unwrap();
+        let p = compile(&cfg);
+        // Only the outbound static SA becomes a target, after the child.
+        assert_eq!(p.targets, vec![Target::Child(0, 0), Target::StaticSa(1)]);
+        let spd = p.to_spd().unwrap();
+        assert_eq!(spd.classify(&key("203.0.113.1", "198.51.100.70", 6, Some(80), 0)), Action::Protect(0));
+        assert_eq!(spd.classify(&key("203.0.113.1", "198.51.100.1", 6, Some(80), 0)), Action::Drop);
+        assert_eq!(spd.classify(&key("198.51.100.1", "203.0.113.1", 6, Some(80), 0)), Action::Protect(1));
+    }
+}

@@ -220,7 +220,7 @@ pub(crate) fn rules(c: &mut Ctx, raw: &[Spanned<RawRule>], static_sas: &[StaticS
                 c.name(n, "rule", &mut seen);
                 n.get_ref().clone()
             }
-            None => format!("rule {}", i + 1),
+            None => format!("#{}", i + 1),
         };
         #[derive(Clone, Copy)]
         enum A {

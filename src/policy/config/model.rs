@@ -411,7 +411,7 @@ pub enum RuleAction {
 /// protocol and ports are separate fields).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyRule {
-    /// Name (defaults to `rule N`).
+    /// Name (defaults to `#N`, N counting rules from 1).
     pub name: String,
     /// 1-based line of the rule in the file, for messages.
     pub line: usize,
