@@ -100,7 +100,14 @@ pub fn tcp(data: &[u8]) {
 /// ICMP and ICMPv6 over the same bytes: parse, read, fill and verify.
 pub fn icmp(data: &[u8]) {
     if let Ok(p) = Icmpv4Packet::new_checked(data) {
-        black_box((p.msg_type(), p.code(), p.checksum(), p.rest_of_header(), p.payload(), p.verify_checksum()));
+        black_box((
+            p.msg_type(),
+            p.code(),
+            p.checksum(),
+            p.rest_of_header(),
+            p.payload(),
+            p.verify_checksum(),
+        ));
         let mut copy = data.to_vec();
         let Ok(mut m) = Icmpv4Packet::new_checked(&mut copy[..]) else { unreachable!("same bytes re-parse") };
         m.fill_checksum();

@@ -54,11 +54,18 @@ fn several_semantic_errors_are_all_reported() {
 
 #[test]
 fn shadowed_rule_is_warned_about_but_passes() {
-    let text = format!("{GOOD}[[rules]]\naction = \"bypass\"\n[[rules]]\nname = \"late\"\naction = \"drop\"\ndst = [\"203.0.113.0/24\"]\n");
+    let text = format!(
+        "{GOOD}[[rules]]\naction = \"bypass\"\n[[rules]]\nname = \"late\"\naction = \"drop\"\ndst = [\"203.0.113.0/24\"]\n"
+    );
     let out = check(&text, "shadow.toml");
     assert_eq!(out.status.code(), Some(0));
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("warning: entry 3 (rule \"late\" (line 11)) never matches: entry 1 (rule \"#1\" (line 9))"), "{s}");
+    assert!(
+        s.contains(
+            "warning: entry 3 (rule \"late\" (line 11)) never matches: entry 1 (rule \"#1\" (line 9))"
+        ),
+        "{s}"
+    );
 }
 
 #[test]
@@ -68,7 +75,9 @@ fn missing_file_exit_1() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/esptun.toml:1:1: cannot read the file"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/esptun.toml:1:1: cannot read the file")
+    );
 }
 
 #[test]

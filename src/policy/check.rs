@@ -8,8 +8,8 @@
 use crate::policy::compile::{CompiledPolicy, compile};
 use crate::policy::config::units::proto_name;
 use crate::policy::config::{
-    AuthMethod, Config, Connection, DefaultAction, Direction, FlowHashMode, OuterDscp, StartAction, StaticKey,
-    Target,
+    AuthMethod, Config, Connection, DefaultAction, Direction, FlowHashMode, OuterDscp, StartAction,
+    StaticKey, Target,
 };
 use crate::policy::spd::{Action, RuleSelector};
 use core::fmt::Write;
@@ -161,7 +161,8 @@ fn connection(o: &mut String, cfg: &Config, c: &Connection) {
             OuterDscp::Copy => "copy".to_string(),
             OuterDscp::Fixed(d) => d.to_string(),
         };
-        let gw = ch.gateway.and_then(|i| c.gateways.get(i)).map_or("all (hashed)".to_string(), |g| g.name.clone());
+        let gw =
+            ch.gateway.and_then(|i| c.gateways.get(i)).map_or("all (hashed)".to_string(), |g| g.name.clone());
         let _ = writeln!(
             o,
             "    start {}, close {}, dpd {dpd}, replay window {}, dscp {dscp}, mtu {}, gateway {gw}",

@@ -145,7 +145,12 @@ fn resolve(spec: &TsSpec, other_v6: Option<bool>, pools: &[TrafficSelector]) -> 
     match spec {
         TsSpec::Fixed(t) => vec![*t],
         TsSpec::Dynamic { proto, port_start, port_end } => {
-            let with = |t: TrafficSelector| TrafficSelector { proto: *proto, port_start: *port_start, port_end: *port_end, ..t };
+            let with = |t: TrafficSelector| TrafficSelector {
+                proto: *proto,
+                port_start: *port_start,
+                port_end: *port_end,
+                ..t
+            };
             if pools.is_empty() {
                 other_v6.map(|v6| vec![with(TrafficSelector::any(v6))]).unwrap_or_default()
             } else {

@@ -55,7 +55,8 @@ fn ports(protocol: u8, v6: bool, l4: &[u8]) -> (Option<u16>, Option<u16>) {
 }
 
 /// Pi digits, as arbitrary odd-ish constants for the multiply mixer.
-const K: [u64; 4] = [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89];
+const K: [u64; 4] =
+    [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89];
 
 /// Folded 64x64->128 multiply: the core mixing step of wyhash/foldhash.
 #[inline(always)]

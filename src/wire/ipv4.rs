@@ -284,7 +284,8 @@ impl Ipv4Repr {
     /// Errors if `buf` is shorter than 20 bytes or the total length would
     /// exceed 65535.
     pub fn emit(&self, buf: &mut [u8]) -> Result<(), WireError> {
-        let total = u16::try_from(usize::from(self.payload_len) + HEADER_LEN).map_err(|_| WireError::TooLong)?;
+        let total =
+            u16::try_from(usize::from(self.payload_len) + HEADER_LEN).map_err(|_| WireError::TooLong)?;
         let h = buf.get_mut(..HEADER_LEN).ok_or(WireError::BufferTooSmall)?;
         put8(h, field::VER_IHL, 0x45);
         put8(h, field::TOS, self.tos);

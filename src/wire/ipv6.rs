@@ -194,7 +194,12 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
             if nh == proto::IPV6_FRAG {
                 is_fragment = true;
                 if be16(h, 2) & 0xfff8 != 0 {
-                    return Ok(UpperLayer { protocol: next, offset: off, is_fragment, first_fragment: false });
+                    return Ok(UpperLayer {
+                        protocol: next,
+                        offset: off,
+                        is_fragment,
+                        first_fragment: false,
+                    });
                 }
             }
             nh = next;

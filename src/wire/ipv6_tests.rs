@@ -17,7 +17,8 @@ fn packet(next_header: u8, rest: &[u8]) -> Vec<u8> {
     p
 }
 
-const TCP_HDR: [u8; 20] = [0x01, 0xbb, 0xc0, 0x00, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0];
+const TCP_HDR: [u8; 20] =
+    [0x01, 0xbb, 0xc0, 0x00, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0];
 
 /// Hop-by-hop (8) -> routing (8) -> destination options (16) -> AH (24,
 /// length field 4 in 4-byte units minus 2) -> TCP.
@@ -73,7 +74,10 @@ fn walks_hbh_routing_destopts_ah() {
     let pkt = chained();
     let p = Ipv6Packet::new_checked(&pkt[..]).unwrap();
     let ul = p.upper_layer().unwrap();
-    assert_eq!(ul, UpperLayer { protocol: 6, offset: 40 + 8 + 8 + 16 + 24, is_fragment: false, first_fragment: true });
+    assert_eq!(
+        ul,
+        UpperLayer { protocol: 6, offset: 40 + 8 + 8 + 16 + 24, is_fragment: false, first_fragment: true }
+    );
     assert_eq!(&pkt[ul.offset..], &TCP_HDR[..]);
 }
 

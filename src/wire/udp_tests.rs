@@ -37,7 +37,9 @@ fn parses_and_verifies_v6() {
     assert!(u.verify_checksum_v6(v6("2001:db8::1"), v6("2001:db8::2")));
     assert!(!u.verify_checksum_v6(v6("2001:db8::1"), v6("2001:db8::3")));
     let none = datagram(0);
-    assert!(!UdpPacket::new_checked(&none[..]).unwrap().verify_checksum_v6(v6("2001:db8::1"), v6("2001:db8::2")));
+    assert!(
+        !UdpPacket::new_checked(&none[..]).unwrap().verify_checksum_v6(v6("2001:db8::1"), v6("2001:db8::2"))
+    );
 }
 
 #[test]

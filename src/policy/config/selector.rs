@@ -187,8 +187,12 @@ mod tests {
         assert_eq!((t.proto, t.port_start, t.port_end), (17, 0, 65535));
         let t = fixed("203.0.113.0/24[icmp/8]");
         assert_eq!((t.proto, t.port_start, t.port_end), (1, 0x0800, 0x08ff));
-        for s in ["10.0.0.0/8[tcp/80]", "192.0.2.10-192.0.2.20[udp/1000-2000]", "dynamic[udp/53]", "::/0[icmpv6/128]"]
-        {
+        for s in [
+            "10.0.0.0/8[tcp/80]",
+            "192.0.2.10-192.0.2.20[udp/1000-2000]",
+            "dynamic[udp/53]",
+            "::/0[icmpv6/128]",
+        ] {
             assert_eq!(parse_ts(s).unwrap().to_string(), s, "display round trip");
         }
         assert_eq!(
