@@ -249,15 +249,18 @@ pub(crate) fn families(list: &[TsSpec]) -> (bool, bool) {
 pub(crate) fn settings(c: &mut Ctx, raw: &Option<Spanned<RawSettings>>) {
     let Some(raw) = raw else { return };
     let raw = raw.get_ref();
-    let mut s = Settings::default();
-    s.allow_weak = raw.allow_weak.as_ref().is_some_and(|v| *v.get_ref());
-    s.allow_inline_secrets = raw.allow_inline_secrets.as_ref().is_some_and(|v| *v.get_ref());
-    s.default_action = c.opt_choice(
+    let default_action = c.opt_choice(
         &raw.default_action,
         "default_action",
         &[("drop", DefaultAction::Drop), ("bypass", DefaultAction::Bypass)],
         DefaultAction::Drop,
     );
+    let mut s = Settings {
+        allow_weak: raw.allow_weak.as_ref().is_some_and(|v| *v.get_ref()),
+        allow_inline_secrets: raw.allow_inline_secrets.as_ref().is_some_and(|v| *v.get_ref()),
+        default_action,
+        ..Settings::default()
+    };
     if let Some(b) = &raw.backend {
         let opts: Vec<(&str, Backend)> = Backend::ALL.iter().map(|b| (b.name(), *b)).collect();
         s.backend = c.choice(b, "backend", &opts).unwrap_or_default();
@@ -491,7 +494,7 @@ fn child(c: &mut Ctx, ch: &Spanned<RawChild>, conn: usize, idx: usize, gws: &[Ga
     }
     let (l4, l6) = families(&local_ts);
     let (r4, r6) = families(&remote_ts);
-    if !local_ts.is_empty() && !remote_ts.is_empty() && !(l4 && r4 || l6 && r6) {
+    if !(local_ts.is_empty() || remote_ts.is_empty() || l4 && r4 || l6 && r6) {
         let at = ch.remote_ts.first().map(sp).unwrap_or(span);
         c.d.err(
             at,

@@ -251,7 +251,7 @@ pub(crate) fn rules(c: &mut Ctx, raw: &[Spanned<RawRule>], static_sas: &[StaticS
         let dst = addr_list(c, &r.dst, "dst");
         let fam = |l: &[TrafficSelector]| (l.iter().any(|t| !t.is_v6()), l.iter().any(|t| t.is_v6()));
         let ((s4, s6), (d4, d6)) = (fam(&src), fam(&dst));
-        if !src.is_empty() && !dst.is_empty() && !(s4 && d4 || s6 && d6) {
+        if !(src.is_empty() || dst.is_empty() || s4 && d4 || s6 && d6) {
             let at = r.dst.first().map(sp).unwrap_or(sp(&r.action));
             c.d.err(
                 at,

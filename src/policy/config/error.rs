@@ -113,7 +113,7 @@ impl<'a> Diag<'a> {
     }
 
     /// Converts an error from the TOML deserializer.
-    pub(crate) fn from_toml(&self, e: &toml::de::Error) -> ConfigError {
+    pub(crate) fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let at = e.span().map(|s| s.start).unwrap_or(0);
         let (message, help) = explain_toml(e.message());
         self.make(at, message, help)

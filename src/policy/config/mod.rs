@@ -42,7 +42,7 @@ impl Config {
         let raw: raw::RawConfig = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
-                let err = d.from_toml(&e);
+                let err = d.toml_error(&e);
                 return Err(ConfigErrors(vec![err]));
             }
         };
