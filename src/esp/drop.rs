@@ -72,6 +72,9 @@ drop_reasons! {
     TooBig => "too_big",
     /// No policy matched the packet.
     NoPolicy => "no_policy",
+    /// The policy's child has no usable gateway: all are down, or none has
+    /// an outbound SA yet.
+    NoGateway => "no_gateway",
     /// A policy said to drop the packet.
     PolicyDrop => "policy_drop",
 }
