@@ -1,6 +1,7 @@
 //! The `esptun` command line.
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -18,6 +19,11 @@ struct Cli {
 enum Cmd {
     /// Print the AEAD backends compiled into this build.
     Backends,
+    /// Validate a policy file and print the compiled policy (exit 1 on errors).
+    Check {
+        /// The TOML policy file (see docs/CONFIG.md).
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -28,6 +34,30 @@ fn main() -> ExitCode {
                 println!("{b}");
             }
             ExitCode::SUCCESS
+        }
+        Cmd::Check { file } => check(&file),
+    }
+}
+
+fn check(file: &std::path::Path) -> ExitCode {
+    let cfg = match esptun::policy::config::Config::load(file) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors.iter() {
+                eprintln!("{e}");
+            }
+            eprintln!("{}: {} error(s); nothing was changed", file.display(), errors.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    match esptun::policy::check::render(&cfg) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }
