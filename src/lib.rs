@@ -14,14 +14,20 @@
 //! - [`esp`]: security associations, tunnel-mode seal/open into caller-owned
 //!   buffers, anti-replay with ESN, ECN/DSCP handling and PMTU.
 //! - [`policy`]: configuration model, validation and the SPD.
+//! - [`engine`]: the per-worker sans-IO packet pipeline (SPD, gateway
+//!   choice, PMTU, ESP seal/open over batches) and its control updates.
+//! - [`dataplane`]: TUN and UDP devices and the two I/O backends.
+//! - [`ops`]: the benchmark rig and other operator tools.
 //!
 //! docs/ARCHITECTURE.md holds the full layer map and the reasons behind it.
 
 pub mod crypto;
 pub mod dataplane;
+pub mod engine;
 pub mod esp;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ops;
 pub mod policy;
 pub mod ts;
 pub mod wire;

@@ -24,6 +24,46 @@ enum Cmd {
         /// The TOML policy file (see docs/CONFIG.md).
         file: PathBuf,
     },
+    /// Run the whole packet pipeline in-process (no kernel I/O) and print
+    /// Mpps, Gbit/s and efficiency against the raw AEAD.
+    Bench {
+        /// AEAD: aes128gcm16, aes256gcm16 or chacha20poly1305.
+        #[arg(long, default_value = "aes128gcm16", value_parser = parse_alg)]
+        alg: esptun::crypto::AeadAlg,
+        /// AEAD backend (see `esptun backends`).
+        #[arg(long, default_value_t = esptun::crypto::Backend::default(), value_parser = parse_backend)]
+        backend: esptun::crypto::Backend,
+        /// Worker counts to run, comma-separated (default: 1 and every core).
+        #[arg(long, value_delimiter = ',')]
+        workers: Vec<usize>,
+        /// Inner packet sizes in bytes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [64, 512, 1420, 8950])]
+        sizes: Vec<usize>,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Packets per batch.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// No live progress line.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn parse_alg(s: &str) -> Result<esptun::crypto::AeadAlg, String> {
+    esptun::crypto::AeadAlg::ALL
+        .into_iter()
+        .find(|a| a.name() == s)
+        .ok_or_else(|| format!("unknown AEAD {s:?} (aes128gcm16, aes256gcm16, chacha20poly1305)"))
+}
+
+fn parse_backend(s: &str) -> Result<esptun::crypto::Backend, String> {
+    esptun::crypto::Backend::ALL
+        .iter()
+        .copied()
+        .find(|b| b.name() == s)
+        .ok_or_else(|| format!("unknown backend {s:?} (see `esptun backends`)"))
 }
 
 fn main() -> ExitCode {
@@ -36,6 +76,31 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Check { file } => check(&file),
+        Cmd::Bench { alg, backend, workers, sizes, seconds, batch, quiet } => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let workers =
+                if workers.is_empty() { if cores > 1 { vec![1, cores] } else { vec![1] } } else { workers };
+            if !(0.05..=3600.0).contains(&seconds) || batch == 0 || workers.contains(&0) {
+                eprintln!("esptun bench: --seconds must be 0.05..3600, --batch and --workers above 0");
+                return ExitCode::FAILURE;
+            }
+            if let Some(s) = sizes.iter().find(|s| !(28..=9000).contains(*s)) {
+                eprintln!("esptun bench: packet size {s} is outside 28..=9000");
+                return ExitCode::FAILURE;
+            }
+            let cfg = esptun::ops::bench::BenchConfig {
+                alg,
+                backend,
+                workers,
+                sizes,
+                duration: std::time::Duration::from_secs_f64(seconds),
+                batch,
+                progress: !quiet,
+            };
+            let rows = esptun::ops::bench::run(&cfg);
+            print!("{}", esptun::ops::bench::table(&cfg, &rows));
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -146,7 +146,12 @@ impl OutboundSa {
 
     /// Seals with a sequence number obtained from
     /// [`reserve_seq`](Self::reserve_seq) (each used exactly once).
-    pub fn seal_reserved(&self, buf: &mut PacketBuf, framing: Framing, seq: u64) -> Result<Sealed, DropReason> {
+    pub fn seal_reserved(
+        &self,
+        buf: &mut PacketBuf,
+        framing: Framing,
+        seq: u64,
+    ) -> Result<Sealed, DropReason> {
         self.seal_one(buf, framing, seq, seq.to_be_bytes())
     }
 

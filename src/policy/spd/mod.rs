@@ -42,7 +42,6 @@
 
 mod bitvec;
 mod cache;
-mod key;
 mod rule;
 #[cfg(test)]
 mod tests;
@@ -50,9 +49,9 @@ mod tests;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use crate::wire::flow::FlowKey;
 use bitvec::{Family, Point6};
 pub use cache::FlowCache;
-pub use key::FlowKey;
 pub use rule::{Action, AddrRange, ChildId, DscpSet, PortRange, Rule, RuleSelector, SelectorError, SpdError};
 
 /// Most rules one SPD may hold.

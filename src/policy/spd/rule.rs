@@ -287,7 +287,9 @@ impl RuleSelector {
     /// Checks the selector: `src` and `dst` of one family (or `Any`), DSCP
     /// set not empty, and port ranges only with a protocol that has ports.
     pub fn validate(&self) -> Result<(), SelectorError> {
-        if !(self.src.has_v4() && self.dst.has_v4()) && !(self.src.has_v6() && self.dst.has_v6()) {
+        let same_family =
+            (self.src.has_v4() && self.dst.has_v4()) || (self.src.has_v6() && self.dst.has_v6());
+        if !same_family {
             return Err(SelectorError::MixedFamily);
         }
         if self.src_ports.start > self.src_ports.end || self.dst_ports.start > self.dst_ports.end {

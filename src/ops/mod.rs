@@ -1,0 +1,3 @@
+//! Operations: the benchmark rig (and later metrics and status).
+
+pub mod bench;
