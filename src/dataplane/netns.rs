@@ -107,18 +107,23 @@ pub fn can_run_root_tests() -> Result<(), &'static str> {
 }
 
 /// For root-only tests: returns true when they can run. Otherwise prints
-/// `skipped: <why>` and returns false, or panics when the environment
-/// variable `ESPTUN_REQUIRE_ROOT=1` says skipping is a failure.
+/// `skipped: <why>` and returns false, or panics when skipping is a
+/// failure ([`strict`]).
 pub fn root_tests_enabled() -> bool {
     match can_run_root_tests() {
         Ok(()) => true,
         Err(why) => {
-            assert!(
-                std::env::var("ESPTUN_REQUIRE_ROOT").as_deref() != Ok("1"),
-                "ESPTUN_REQUIRE_ROOT=1 but {why}"
-            );
+            assert!(!strict(), "ESPTUN_STRICT=1 (or ESPTUN_REQUIRE_ROOT=1) but {why}");
             eprintln!("skipped: {why}");
             false
         }
     }
+}
+
+/// Whether a test that cannot run must fail rather than skip: set by
+/// `scripts/test` (`ESPTUN_STRICT=1`) once it has installed the test tools,
+/// so CI cannot pass without running them. `ESPTUN_REQUIRE_ROOT=1` is the
+/// older spelling for root-only tests.
+pub fn strict() -> bool {
+    std::env::var("ESPTUN_STRICT").as_deref() == Ok("1") || std::env::var("ESPTUN_REQUIRE_ROOT").as_deref() == Ok("1")
 }
