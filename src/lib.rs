@@ -18,9 +18,11 @@
 //!   choice, PMTU, ESP seal/open over batches) and its control updates.
 //! - [`dataplane`]: TUN and UDP devices and the two I/O backends.
 //! - [`ops`]: the benchmark rig and other operator tools.
+//! - [`control`]: bring-up from a configuration (`esptun run`), routes.
 //!
 //! docs/ARCHITECTURE.md holds the full layer map and the reasons behind it.
 
+pub mod control;
 pub mod crypto;
 pub mod dataplane;
 pub mod engine;

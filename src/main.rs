@@ -24,6 +24,28 @@ enum Cmd {
         /// The TOML policy file (see docs/CONFIG.md).
         file: PathBuf,
     },
+    /// Bring up the tunnel described by a configuration file (static SAs)
+    /// and forward packets until SIGINT/SIGTERM.
+    Run {
+        /// The TOML configuration (see docs/CONFIG.md).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// I/O backend: auto, uring or syscall (overrides `[interface] io`).
+        #[arg(long, value_parser = parse_io)]
+        io: Option<esptun::policy::config::IoChoice>,
+        /// Worker threads (overrides `[interface] workers`; 0 = one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Turn TUN/UDP offloads off.
+        #[arg(long)]
+        no_offloads: bool,
+        /// Print counters every this many seconds.
+        #[arg(long)]
+        stats: Option<f64>,
+        /// Stop after this many seconds (default: run until a signal).
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
     /// Run the whole packet pipeline in-process (no kernel I/O) and print
     /// Mpps, Gbit/s and efficiency against the raw AEAD.
     Bench {
@@ -51,6 +73,24 @@ enum Cmd {
     },
 }
 
+fn parse_io(s: &str) -> Result<esptun::policy::config::IoChoice, String> {
+    use esptun::policy::config::IoChoice;
+    match s {
+        "auto" => Ok(IoChoice::Auto),
+        "uring" | "io_uring" | "io-uring" => Ok(IoChoice::Uring),
+        "syscall" | "syscalls" => Ok(IoChoice::Syscall),
+        _ => Err(format!("unknown I/O backend {s:?} (auto, uring, syscall)")),
+    }
+}
+
+fn secs(v: Option<f64>, what: &str) -> Result<Option<std::time::Duration>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) if s > 0.0 && s < 1e7 => Ok(Some(std::time::Duration::from_secs_f64(s))),
+        Some(s) => Err(format!("{what} {s} must be above 0")),
+    }
+}
+
 fn parse_alg(s: &str) -> Result<esptun::crypto::AeadAlg, String> {
     esptun::crypto::AeadAlg::ALL
         .into_iter()
@@ -76,6 +116,28 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Check { file } => check(&file),
+        Cmd::Run { config, io, workers, no_offloads, stats, seconds } => {
+            let opts = (|| -> Result<_, String> {
+                Ok(esptun::control::run::RunOptions {
+                    config,
+                    io,
+                    workers,
+                    no_offloads,
+                    stats_every: secs(stats, "--stats")?,
+                    duration: secs(seconds, "--seconds")?,
+                })
+            })();
+            match opts.and_then(|o| esptun::control::run::run(&o)) {
+                Ok(total) => {
+                    println!("{}", esptun::control::run::summary(&total));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("esptun run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Bench { alg, backend, workers, sizes, seconds, batch, quiet } => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let workers =

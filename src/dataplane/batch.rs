@@ -11,6 +11,7 @@
 //! several equal-size segments when [`PacketMeta::segment_size`] is set),
 //! or a TUN packet preceded by its `virtio_net_hdr` when the queue has one.
 
+use crate::esp::PacketBuf;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// Metadata of one packet in a batch.
@@ -47,9 +48,17 @@ impl PacketMeta {
 }
 
 /// A reusable batch of packet slots, the per-worker buffer pool.
+///
+/// Each slot is an [`esp::PacketBuf`](crate::esp::PacketBuf) of `slot_len`
+/// bytes, so the engine seals and opens the received bytes where they lie:
+/// [`bufs_mut`](Self::bufs_mut) hands the slots to the engine with their
+/// data windows set from the metadata, [`sync_meta`](Self::sync_meta) takes
+/// the windows back after the engine grew or trimmed them, and
+/// [`swap`](Self::swap) reorders slots (moving pointers, not bytes) so the
+/// packets to send sit together at the front.
 #[derive(Debug)]
 pub struct PacketBatch {
-    data: Box<[u8]>,
+    bufs: Box<[PacketBuf]>,
     slot_len: usize,
     headroom: usize,
     meta: Box<[PacketMeta]>,
@@ -58,9 +67,6 @@ pub struct PacketBatch {
 
 impl PacketBatch {
     /// Allocates `slots` slots of `slot_len` bytes each (once, at start).
-    ///
-    /// # Panics
-    /// If `slots * slot_len` overflows `usize` (a configuration error).
     pub fn new(slots: usize, slot_len: usize) -> PacketBatch {
         PacketBatch::with_headroom(slots, slot_len, 0)
     }
@@ -69,13 +75,11 @@ impl PacketBatch {
     /// each slot (room for headers prepended in place).
     ///
     /// # Panics
-    /// If `headroom >= slot_len` or the total size overflows `usize`
-    /// (configuration errors).
+    /// If `headroom >= slot_len` (a configuration error).
     pub fn with_headroom(slots: usize, slot_len: usize, headroom: usize) -> PacketBatch {
         assert!(headroom < slot_len, "headroom must leave room in the slot");
-        let total = slots.checked_mul(slot_len).expect("batch size overflows usize");
         PacketBatch {
-            data: vec![0; total].into_boxed_slice(),
+            bufs: (0..slots).map(|_| PacketBuf::with_headroom(slot_len, headroom)).collect(),
             slot_len,
             headroom,
             meta: vec![PacketMeta::EMPTY; slots].into_boxed_slice(),
@@ -119,42 +123,37 @@ impl PacketBatch {
         self.len = 0;
     }
 
-    /// Byte range of packet `i` in `data`, clamped to its slot.
+    /// Byte range of packet `i` in its slot, clamped to the slot.
     fn range(&self, i: usize) -> Option<std::ops::Range<usize>> {
         let m = self.meta.get(i)?;
         let off = m.offset.min(self.slot_len);
         let len = m.len.min(self.slot_len - off);
-        let start = i * self.slot_len + off;
-        Some(start..start + len)
+        Some(off..off + len)
     }
 
     /// The bytes of packet `i` (`meta.len` bytes from `meta.offset`,
     /// clamped to the slot).
     pub fn packet(&self, i: usize) -> Option<&[u8]> {
-        self.data.get(self.range(i)?)
+        let r = self.range(i)?;
+        self.bufs.get(i)?.storage().get(r)
     }
 
     /// The bytes of packet `i`, writable.
     pub fn packet_mut(&mut self, i: usize) -> Option<&mut [u8]> {
         let r = self.range(i)?;
-        self.data.get_mut(r)
+        self.bufs.get_mut(i)?.storage_mut().get_mut(r)
     }
 
     /// The whole slot `i` (for filling before a send; then set
     /// `meta_mut(i).len`).
     pub fn slot_mut(&mut self, i: usize) -> Option<&mut [u8]> {
-        if i >= self.capacity() {
-            return None;
-        }
-        let start = i * self.slot_len;
-        self.data.get_mut(start..start + self.slot_len)
+        self.bufs.get_mut(i).map(PacketBuf::storage_mut)
     }
 
     /// Slot `i` and its metadata together, both writable.
     pub fn slot_and_meta_mut(&mut self, i: usize) -> Option<(&mut [u8], &mut PacketMeta)> {
         let meta = self.meta.get_mut(i)?;
-        let start = i * self.slot_len;
-        let slot = self.data.get_mut(start..start + self.slot_len)?;
+        let slot = self.bufs.get_mut(i)?.storage_mut();
         Some((slot, meta))
     }
 
@@ -184,6 +183,34 @@ impl PacketBatch {
         true
     }
 
+    /// Slots `0..len()` as engine buffers, their data windows set from the
+    /// metadata. Call [`sync_meta`](Self::sync_meta) after changing them.
+    pub fn bufs_mut(&mut self) -> &mut [PacketBuf] {
+        let n = self.len;
+        for (b, m) in self.bufs[..n].iter_mut().zip(&self.meta[..n]) {
+            b.set_window(m.offset, m.len);
+        }
+        &mut self.bufs[..n]
+    }
+
+    /// Copies the data windows of slots `0..len()` back into their
+    /// metadata (`offset`, `len`) after the engine changed them.
+    pub fn sync_meta(&mut self) {
+        let n = self.len;
+        for (b, m) in self.bufs[..n].iter().zip(self.meta[..n].iter_mut()) {
+            (m.offset, m.len) = b.window();
+        }
+    }
+
+    /// Exchanges slots `a` and `b` with their metadata (pointer moves, no
+    /// byte copies); out-of-range indices do nothing.
+    pub fn swap(&mut self, a: usize, b: usize) {
+        if a < self.capacity() && b < self.capacity() {
+            self.bufs.swap(a, b);
+            self.meta.swap(a, b);
+        }
+    }
+
     /// The receive area of slot `i` (after the headroom).
     pub(crate) fn recv_area(&mut self, i: usize) -> Option<&mut [u8]> {
         let h = self.headroom;
@@ -194,7 +221,8 @@ impl PacketBatch {
     /// must be below the capacity.
     pub(crate) fn recv_ptr(&mut self, i: usize) -> *mut u8 {
         debug_assert!(i < self.capacity());
-        self.data[i * self.slot_len + self.headroom..].as_mut_ptr()
+        let h = self.headroom;
+        self.bufs[i].storage_mut()[h..].as_mut_ptr()
     }
 
     /// Bytes available for one received packet.
@@ -211,12 +239,10 @@ impl PacketBatch {
     }
 
     /// Moves slot `from`'s packet and metadata to slot `to` (compaction
-    /// after an out-of-order completion; rare).
+    /// after an out-of-order completion; rare). Slot `from` then holds
+    /// `to`'s old bytes.
     pub(crate) fn move_slot(&mut self, from: usize, to: usize) {
-        let Some(r) = self.range(from) else { return };
-        let dst = to * self.slot_len + (r.start - from * self.slot_len);
-        self.data.copy_within(r, dst);
-        self.meta[to] = self.meta[from];
+        self.swap(from, to);
     }
 }
 
@@ -249,18 +275,29 @@ mod tests {
     }
 
     #[test]
-    fn move_slot_copies_bytes_and_meta() {
+    fn move_slot_swaps_bytes_and_meta() {
         let mut b = PacketBatch::new(3, 4);
         b.set_len(3);
         b.slot_mut(2).unwrap().copy_from_slice(b"wxyz");
-        b.meta_mut(2).unwrap().len = 3;
+        *b.meta_mut(2).unwrap() = PacketMeta { len: 3, offset: 1, ..PacketMeta::EMPTY };
         b.move_slot(2, 0);
-        assert_eq!(b.packet(0), Some(&b"wxy"[..]));
-        // With an offset, the packet keeps its place in the slot.
-        b.meta_mut(2).unwrap().offset = 1;
-        b.move_slot(2, 1);
-        assert_eq!(b.packet(1), Some(&b"xyz"[..]));
-        assert_eq!(&b.slot_mut(1).unwrap()[1..], b"xyz");
+        // The packet keeps its place in the slot.
+        assert_eq!(b.packet(0), Some(&b"xyz"[..]));
+        assert_eq!(b.meta(2).unwrap().len, 0);
+    }
+
+    #[test]
+    fn engine_windows_round_trip() {
+        let mut b = PacketBatch::with_headroom(2, 32, 8);
+        assert!(b.push(b"inner", PacketMeta::EMPTY));
+        let bufs = b.bufs_mut();
+        assert_eq!(bufs.len(), 1);
+        assert_eq!(bufs[0].data(), b"inner");
+        bufs[0].prepend(3).unwrap().copy_from_slice(b"ESP");
+        bufs[0].append(2).unwrap().copy_from_slice(b"!!");
+        b.sync_meta();
+        assert_eq!(b.packet(0), Some(&b"ESPinner!!"[..]));
+        assert_eq!(b.meta(0).unwrap().offset, 5);
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   ([`backend::AnyIo`]).
 //! - [`syscall`]: recvmmsg/sendmmsg + read/write + poll.
 //! - [`uring`]: io_uring with one submission per batch.
+//! - [`worker`]: one worker thread: TUN queue + UDP socket + engine,
+//!   batch by batch.
 //! - [`netns`]: run code inside a named network namespace (tests, tools).
 
 pub mod backend;
@@ -27,3 +29,4 @@ pub mod tun;
 pub mod udp;
 pub mod uring;
 pub mod vnet;
+pub mod worker;

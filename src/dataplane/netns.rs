@@ -125,5 +125,6 @@ pub fn root_tests_enabled() -> bool {
 /// so CI cannot pass without running them. `ESPTUN_REQUIRE_ROOT=1` is the
 /// older spelling for root-only tests.
 pub fn strict() -> bool {
-    std::env::var("ESPTUN_STRICT").as_deref() == Ok("1") || std::env::var("ESPTUN_REQUIRE_ROOT").as_deref() == Ok("1")
+    std::env::var("ESPTUN_STRICT").as_deref() == Ok("1")
+        || std::env::var("ESPTUN_REQUIRE_ROOT").as_deref() == Ok("1")
 }

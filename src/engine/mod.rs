@@ -128,6 +128,23 @@ pub struct Counters {
     pub soft_lifetime: u64,
 }
 
+impl Counters {
+    /// Adds another engine's counters to these (aggregation).
+    pub fn merge(&mut self, o: &Counters) {
+        self.drops.merge(&o.drops);
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.bypassed += o.bypassed;
+        self.icmp_errors += o.icmp_errors;
+        self.fragments += o.fragments;
+        self.keepalives += o.keepalives;
+        self.ike += o.ike;
+        self.soft_lifetime += o.soft_lifetime;
+    }
+}
+
 /// SPIs are chosen at random by the receiver: the value itself is a good
 /// hash, and this keeps lookups free of SipHash.
 #[derive(Default)]

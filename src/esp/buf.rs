@@ -79,6 +79,40 @@ impl PacketBuf {
         &mut self.buf[self.start..self.end]
     }
 
+    /// A buffer of `capacity` bytes whose empty data window starts at
+    /// `headroom` (clamped to the capacity): the slots of an I/O batch.
+    pub fn with_headroom(capacity: usize, headroom: usize) -> Self {
+        let start = headroom.min(capacity);
+        PacketBuf { buf: vec![0u8; capacity].into_boxed_slice(), start, end: start }
+    }
+
+    /// The data window as `(start, len)` within [`storage`](Self::storage).
+    #[inline]
+    pub fn window(&self) -> (usize, usize) {
+        (self.start, self.end - self.start)
+    }
+
+    /// Sets the data window to `len` bytes from `start`, both clamped to
+    /// the capacity (an I/O backend received into [`storage_mut`](Self::storage_mut)).
+    #[inline]
+    pub fn set_window(&mut self, start: usize, len: usize) {
+        self.start = start.min(self.buf.len());
+        self.end = self.start + len.min(self.buf.len() - self.start);
+    }
+
+    /// The whole allocation, data window or not.
+    #[inline]
+    pub fn storage(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The whole allocation, writable (receive into it, then
+    /// [`set_window`](Self::set_window)).
+    #[inline]
+    pub fn storage_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
     /// Length of the packet.
     #[inline]
     pub fn len(&self) -> usize {
@@ -173,6 +207,19 @@ mod tests {
         assert_eq!(b.data(), &[2, 3]);
         b.trim_front(10);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn window_is_clamped() {
+        let mut b = PacketBuf::with_headroom(16, 4);
+        assert_eq!(b.window(), (4, 0));
+        b.storage_mut()[4..7].copy_from_slice(b"abc");
+        b.set_window(4, 3);
+        assert_eq!(b.data(), b"abc");
+        b.set_window(10, 100);
+        assert_eq!(b.window(), (10, 6));
+        b.set_window(100, 1);
+        assert_eq!(b.window(), (16, 0));
     }
 
     #[test]

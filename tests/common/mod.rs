@@ -1,7 +1,7 @@
 //! Helpers shared by integration tests: skipping with a reason (or failing
 //! under `ESPTUN_STRICT=1`, which `scripts/test` sets after installing the
 //! test tools) and finding external tools.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -18,6 +18,7 @@
 //! TOML deserializer stops); semantic checks report every problem found.
 
 mod build;
+mod build_iface;
 mod build_rules;
 mod error;
 mod model;
@@ -53,6 +54,7 @@ impl Config {
         let connections = build::connections(&mut c, &raw.connections);
         let static_sas = build_rules::static_sas(&mut c, &raw.static_sas);
         let rules = build_rules::rules(&mut c, &raw.rules, &static_sas);
+        let interface = build_iface::interface(&mut c, &raw.interface);
         if connections.is_empty() && static_sas.is_empty() && !c.d.has_errors() {
             c.d.err(
                 0..0,
@@ -63,7 +65,15 @@ impl Config {
         if c.d.has_errors() {
             return Err(c.d.finish());
         }
-        Ok(Config { source: path.to_string(), settings: c.settings, pools, connections, static_sas, rules })
+        Ok(Config {
+            source: path.to_string(),
+            settings: c.settings,
+            pools,
+            connections,
+            static_sas,
+            rules,
+            interface,
+        })
     }
 
     /// Reads and validates a file (the only I/O: reading its text).

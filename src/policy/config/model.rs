@@ -431,6 +431,55 @@ pub struct PolicyRule {
     pub dscp: Option<u64>,
 }
 
+/// Which I/O backend the workers use (`[interface] io`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IoChoice {
+    /// io_uring when the kernel allows it, else syscalls.
+    #[default]
+    Auto,
+    /// io_uring only.
+    Uring,
+    /// recvmmsg/sendmmsg and read/write only.
+    Syscall,
+}
+
+/// The TUN device and workers (`[interface]`), for `esptun run`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// TUN device name (at most 15 bytes).
+    pub name: String,
+    /// Addresses (with prefix length) put on the device.
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// Device MTU; `None` = the path MTU minus the largest ESP overhead.
+    pub mtu: Option<u16>,
+    /// MTU of the outer path.
+    pub path_mtu: u16,
+    /// Routes into the device; `None` = every destination the policy
+    /// protects.
+    pub routes: Option<Vec<(IpAddr, u8)>>,
+    /// Worker threads; 0 = one per core.
+    pub workers: usize,
+    /// I/O backend.
+    pub io: IoChoice,
+    /// Use TUN/UDP offloads (TSO, GSO, GRO) where the kernel has them.
+    pub offloads: bool,
+}
+
+impl Default for Interface {
+    fn default() -> Self {
+        Interface {
+            name: "esptun0".into(),
+            addresses: Vec::new(),
+            mtu: None,
+            path_mtu: 1500,
+            routes: None,
+            workers: 0,
+            io: IoChoice::Auto,
+            offloads: true,
+        }
+    }
+}
+
 /// A whole validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -446,4 +495,6 @@ pub struct Config {
     pub static_sas: Vec<StaticSa>,
     /// `[[rules]]`, in order.
     pub rules: Vec<PolicyRule>,
+    /// `[interface]` (defaults when absent).
+    pub interface: Interface,
 }

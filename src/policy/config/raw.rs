@@ -22,6 +22,22 @@ pub(crate) struct RawConfig {
     pub static_sas: Vec<S<RawStaticSa>>,
     #[serde(default)]
     pub rules: Vec<S<RawRule>>,
+    #[serde(default)]
+    pub interface: Option<S<RawInterface>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInterface {
+    pub name: OS<String>,
+    #[serde(default)]
+    pub addresses: Vec<S<String>>,
+    pub mtu: OS<i64>,
+    pub path_mtu: OS<i64>,
+    pub routes: Option<S<Vec<S<String>>>>,
+    pub workers: OS<i64>,
+    pub io: OS<String>,
+    pub offloads: OS<bool>,
 }
 
 #[derive(Deserialize, Default)]

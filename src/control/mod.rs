@@ -1,0 +1,8 @@
+//! The control side: bringing the tunnel up from a configuration, routes,
+//! signals and counters (IKE will join here).
+//!
+//! - [`run`]: `esptun run -c FILE` (static SAs): devices, SAs, workers.
+//! - [`routes`]: policy destinations as prefixes, `ip route` into the TUN.
+
+pub mod routes;
+pub mod run;
