@@ -20,7 +20,6 @@
 //! inner and outer, TFC padding) are handed to `scripts/scapy_esp.py
 //! decrypt`, which must return the inner packets, next header and padding.
 
-#[allow(unused_imports)] // tests/common re-exports helpers this binary does not use
 mod common;
 
 use esptun::crypto::{AeadAlg, Backend, KeyMaterial};

@@ -24,7 +24,6 @@
 //! ("0x" + key || salt), authentication ("NULL"), authentication key ("").
 //! UDP port 4500 is dissected as UDPENCAP without any `-d` option.
 
-#[allow(unused_imports)] // tests/common re-exports helpers this binary does not use
 mod common;
 
 use esptun::crypto::{AeadAlg, KeyMaterial};

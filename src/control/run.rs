@@ -20,9 +20,12 @@ use crate::dataplane::worker::{Worker, WorkerConfig, WorkerStats};
 use crate::engine::{Engine, EngineConfig, Update};
 use crate::esp::{DscpMode, InboundSa, OutboundSa, OuterPath, SaConfig};
 use crate::policy::compile::{CompiledPolicy, compile};
-use crate::policy::config::{Config, Direction, Interface, IoChoice, OuterDscp, StaticSa, Target};
-use crate::policy::multipath::{GatewayGroup, GatewaySpec, gateway_id};
+use crate::policy::config::{
+    Config, Direction, FlowHashMode, Interface, IoChoice, OuterDscp, StaticSa, Target,
+};
+use crate::policy::multipath::{GatewayGroup, GatewayIdx, GatewaySpec, gateway_id};
 use crate::policy::spd::ChildId;
+use crossbeam_channel::Sender;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,24 +49,23 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
 }
 
-/// Set by the signal handler.
+/// Set by the signal handler on SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by the signal handler on SIGHUP.
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+extern "C" fn on_signal(sig: libc::c_int) {
+    if sig == libc::SIGHUP {
+        RELOAD.store(true, Ordering::Relaxed);
+    } else {
+        STOP.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Runs the tunnel; returns the final counters of all workers, or an error
 /// message for the operator.
 pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
-    let cfg = Config::load(&opts.config).map_err(|errs| {
-        let mut s = String::new();
-        for e in errs.iter() {
-            s.push_str(&format!("{e}\n"));
-        }
-        s.push_str(&format!("{}: {} error(s)", opts.config.display(), errs.len()));
-        s
-    })?;
+    let cfg = load(&opts.config)?;
     if cfg.static_sas.is_empty() {
         return Err(format!(
             "{}: `esptun run` needs [[static_sas]] for now (IKE connections are not negotiated yet)",
@@ -80,7 +82,7 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     if opts.no_offloads {
         iface.offloads = false;
     }
-    let plan = Plan::build(&cfg, &iface)?;
+    let mut plan = Plan::build(&cfg, &iface, None)?;
     let kind = match iface.io {
         IoChoice::Auto => BackendChoice::Auto.resolve(),
         IoChoice::Uring => {
@@ -120,12 +122,27 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
         plan.outbound.len(),
         plan.inbound.len()
     );
+    for c in &cfg.connections {
+        for ch in c.children.iter().filter(|ch| {
+            !plan.outbound.iter().any(|o| {
+                o.src.via.is_some_and(|v| {
+                    cfg.connections[v.conn].name == c.name && c.children[v.child].name == ch.name
+                })
+            })
+        }) {
+            eprintln!(
+                "esptun: child {}/{} has no static SA and IKE is not negotiated yet: its traffic is dropped",
+                c.name, ch.name
+            );
+        }
+    }
 
     // SAFETY: `on_signal` only stores to an atomic, which is
     // async-signal-safe; the handler stays valid for the whole program.
     unsafe {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -157,6 +174,12 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
         if opts.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
         }
+        if RELOAD.swap(false, Ordering::Relaxed) {
+            match reload(opts, &iface, &plan, &senders) {
+                Ok(p) => plan = p,
+                Err(e) => eprintln!("esptun: reload refused, running configuration kept:\n{e}"),
+            }
+        }
         if let Some(every) = opts.stats_every
             && last.elapsed() >= every
         {
@@ -181,6 +204,23 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     }
 }
 
+/// One outbound SA and where the engines put it.
+struct OutPlan {
+    child: ChildId,
+    gateway: GatewayIdx,
+    sa: Arc<OutboundSa>,
+    /// The configuration entry it came from (reloads keep unchanged SAs,
+    /// and with them their sequence counters).
+    src: StaticSa,
+}
+
+/// A protect target's gateway group.
+struct GroupPlan {
+    child: ChildId,
+    group: Arc<GatewayGroup>,
+    symmetric: bool,
+}
+
 /// What the configuration asks for, resolved before anything is opened.
 struct Plan {
     workers: usize,
@@ -189,17 +229,44 @@ struct Plan {
     path_mtu: u16,
     routes: Vec<(IpAddr, u8)>,
     policy: CompiledPolicy,
-    /// Outbound SAs by child id.
-    outbound: Vec<(ChildId, Arc<OutboundSa>)>,
-    /// Inbound SA configs (each engine builds its own SA from them).
-    inbound: Vec<SaConfig>,
+    groups: Vec<GroupPlan>,
+    outbound: Vec<OutPlan>,
+    /// Inbound SA configs with their entries (each engine builds its own
+    /// SA from them).
+    inbound: Vec<(SaConfig, StaticSa)>,
 }
 
 impl Plan {
-    fn build(cfg: &Config, iface: &Interface) -> Result<Plan, String> {
+    /// Resolves `cfg`. With `prev` (a reload), outbound SAs whose entry is
+    /// unchanged are kept as they are, and a changed SA with a known SPI
+    /// continues its predecessor's sequence numbers, so no nonce is reused.
+    fn build(cfg: &Config, iface: &Interface, prev: Option<&Plan>) -> Result<Plan, String> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let workers = if iface.workers == 0 { cores } else { iface.workers };
         let policy = compile(cfg);
+        let target_id = |t: Target| policy.targets.iter().position(|x| *x == t).map(|i| i as ChildId);
+        let mut groups = Vec::new();
+        for (id, t) in policy.targets.iter().enumerate() {
+            let (specs, symmetric) = match *t {
+                Target::Child(ci, _) => {
+                    let conn = &cfg.connections[ci];
+                    let specs: Vec<GatewaySpec> = conn
+                        .gateways
+                        .iter()
+                        .map(|g| GatewaySpec { id: gw_id(g.address), weight: g.weight })
+                        .collect();
+                    (specs, conn.hash == FlowHashMode::Symmetric)
+                }
+                Target::StaticSa(i) => {
+                    (vec![GatewaySpec { id: gw_id(cfg.static_sas[i].remote), weight: 1 }], false)
+                }
+            };
+            if specs.is_empty() {
+                continue;
+            }
+            let group = GatewayGroup::new(&specs).map_err(|e| format!("gateway group: {e}"))?;
+            groups.push(GroupPlan { child: id as ChildId, group: Arc::new(group), symmetric });
+        }
         let mut outbound = Vec::new();
         let mut inbound = Vec::new();
         let mut local: Option<SocketAddr> = None;
@@ -221,54 +288,164 @@ impl Plan {
                     ));
                 }
             }
-            let sa = sa_config(cfg, s)?;
             match s.direction {
                 Direction::Out => {
-                    let id = policy
-                        .targets
-                        .iter()
-                        .position(|t| *t == Target::StaticSa(i))
-                        .ok_or_else(|| format!("static SA \"{}\" has no policy target", s.name))?;
-                    let out = OutboundSa::new(sa).map_err(|e| format!("static SA \"{}\": {e}", s.name))?;
-                    outbound.push((id as ChildId, Arc::new(out)));
+                    let (child, gateway) = match s.via {
+                        Some(v) => (target_id(Target::Child(v.conn, v.child)), v.gateway),
+                        None => (target_id(Target::StaticSa(i)), 0),
+                    };
+                    let child =
+                        child.ok_or_else(|| format!("static SA \"{}\" has no policy target", s.name))?;
+                    let old = prev.and_then(|p| {
+                        p.outbound.iter().find(|o| o.src.spi == s.spi && o.src.remote == s.remote)
+                    });
+                    let sa = match old {
+                        Some(o) if o.src == *s => o.sa.clone(),
+                        _ => {
+                            let sa = OutboundSa::new(sa_config(cfg, s)?)
+                                .map_err(|e| format!("static SA \"{}\": {e}", s.name))?;
+                            if let Some(o) = old {
+                                sa.set_next_seq(o.sa.next_seq());
+                            }
+                            Arc::new(sa)
+                        }
+                    };
+                    outbound.push(OutPlan { child, gateway, sa, src: s.clone() });
                 }
                 Direction::In => {
+                    let sa = sa_config(cfg, s)?;
                     InboundSa::new(sa.clone()).map_err(|e| format!("static SA \"{}\": {e}", s.name))?;
-                    inbound.push(sa);
+                    inbound.push((sa, s.clone()));
                 }
+            }
+        }
+        // Gateways with no outbound SA cannot carry flows: mark them down.
+        for g in &groups {
+            for idx in 0..g.group.len() {
+                let keyed = outbound.iter().any(|o| o.child == g.child && o.gateway == idx);
+                g.group.set_up(idx, keyed);
             }
         }
         let local = local.ok_or("no static SA")?;
         let path_mtu = iface.path_mtu;
-        let inner_max =
-            outbound.iter().map(|(_, sa)| sa.max_inner_len(path_mtu.into())).min().unwrap_or(1400);
+        let inner_max = outbound.iter().map(|o| o.sa.max_inner_len(path_mtu.into())).min().unwrap_or(1400);
         let mtu = iface.mtu.unwrap_or(inner_max.min(usize::from(u16::MAX)) as u16);
         let routes = match &iface.routes {
             Some(r) => r.clone(),
             None => policy.tunnel_destinations().iter().flat_map(routes::range_to_prefixes).collect(),
         };
-        Ok(Plan { workers, local, mtu, path_mtu, routes, policy, outbound, inbound })
+        Ok(Plan { workers, local, mtu, path_mtu, routes, policy, groups, outbound, inbound })
     }
 
-    /// The engine of worker `i`: the whole policy, every outbound SA (one
-    /// gateway per static SA), and the inbound SAs steered to it.
+    /// Whether worker `i` owns inbound SPI `spi` (the steering program
+    /// sends `SPI mod N` to socket N).
+    fn owns(&self, i: usize, spi: u32) -> bool {
+        spi as usize % self.workers == i
+    }
+
+    /// The updates that take worker `i` from `prev` (or from nothing) to
+    /// this plan, in make-before-break order: new inbound SAs, children and
+    /// outbound SAs, the policy, then removals.
+    fn updates(&self, i: usize, prev: Option<&Plan>) -> Result<Vec<Update>, String> {
+        let mut u = Vec::new();
+        for (cfg, src) in self.inbound.iter().filter(|(c, _)| self.owns(i, c.spi)) {
+            let same = prev.is_some_and(|p| p.inbound.iter().any(|(_, s)| s == src));
+            if !same {
+                let sa =
+                    InboundSa::new(cfg.clone()).map_err(|e| format!("inbound SA {:#x}: {e}", cfg.spi))?;
+                u.push(Update::Inbound(Box::new(sa)));
+            }
+        }
+        for g in &self.groups {
+            u.push(Update::Child { id: g.child, group: g.group.clone(), symmetric: g.symmetric });
+            for idx in 0..g.group.len() {
+                let sa = self
+                    .outbound
+                    .iter()
+                    .find(|o| o.child == g.child && o.gateway == idx)
+                    .map(|o| o.sa.clone());
+                u.push(Update::Outbound { child: g.child, gateway: idx, sa });
+            }
+        }
+        u.push(Update::Policy(Arc::new(self.policy.to_spd().map_err(|e| format!("policy: {e}"))?)));
+        if let Some(p) = prev {
+            for g in p.groups.iter().filter(|g| !self.groups.iter().any(|n| n.child == g.child)) {
+                u.push(Update::RemoveChild(g.child));
+            }
+            for (c, _) in p.inbound.iter().filter(|(c, _)| p.owns(i, c.spi)) {
+                if !self.inbound.iter().any(|(n, _)| n.spi == c.spi) {
+                    u.push(Update::RemoveInbound(c.spi));
+                }
+            }
+        }
+        Ok(u)
+    }
+
+    /// The engine of worker `i`, already holding its SAs.
     fn engine(&self, i: usize) -> Result<Engine, String> {
         let spd = Arc::new(self.policy.to_spd().map_err(|e| format!("policy: {e}"))?);
         let ecfg = EngineConfig { path_mtu: self.path_mtu.into(), ..EngineConfig::default() };
         let mut e = Engine::new(ecfg, spd);
-        for (id, sa) in &self.outbound {
-            let remote = sa.config().path.remote;
-            let gw = GatewaySpec { id: gateway_id(remote.to_string().as_bytes()), weight: 1 };
-            let group = Arc::new(GatewayGroup::new(&[gw]).map_err(|e| format!("gateway group: {e}"))?);
-            e.apply(Update::Child { id: *id, group, symmetric: false });
-            e.apply(Update::Outbound { child: *id, gateway: 0, sa: Some(sa.clone()) });
-        }
-        for sa in self.inbound.iter().filter(|s| s.spi as usize % self.workers == i) {
-            let inb = InboundSa::new(sa.clone()).map_err(|e| format!("inbound SA {:#x}: {e}", sa.spi))?;
-            e.apply(Update::Inbound(Box::new(inb)));
-        }
+        e.apply(Update::Many(self.updates(i, None)?));
         Ok(e)
     }
+}
+
+/// A gateway's identity in the flow hash: its address, so every worker
+/// and every restart places flows alike.
+fn gw_id(addr: IpAddr) -> u64 {
+    gateway_id(addr.to_string().as_bytes())
+}
+
+/// SIGHUP: re-reads the file; when it is valid, sends every worker the
+/// updates to the new plan (each applies them between two batches) and
+/// returns it. `[interface]` changes need a restart and are reported.
+fn reload(
+    opts: &RunOptions,
+    iface: &Interface,
+    cur: &Plan,
+    senders: &[Sender<Update>],
+) -> Result<Plan, String> {
+    let cfg = load(&opts.config)?;
+    let mut new_iface = cfg.interface.clone();
+    (new_iface.io, new_iface.workers, new_iface.offloads) = (iface.io, iface.workers, iface.offloads);
+    if new_iface != *iface {
+        eprintln!("esptun: [interface] changes take effect at the next start only");
+    }
+    let plan = Plan::build(&cfg, iface, Some(cur))?;
+    if plan.local != cur.local {
+        return Err(format!(
+            "local address changed from {} to {}: restart esptun for that",
+            cur.local, plan.local
+        ));
+    }
+    let mut all = Vec::with_capacity(senders.len());
+    for i in 0..senders.len() {
+        all.push(plan.updates(i, Some(cur))?);
+    }
+    for (tx, u) in senders.iter().zip(all) {
+        tx.send(Update::Many(u)).map_err(|_| "a worker has stopped".to_string())?;
+    }
+    routes::install(&iface.name, &plan.routes)?;
+    eprintln!(
+        "esptun: reloaded {} ({} outbound / {} inbound SA(s))",
+        opts.config.display(),
+        plan.outbound.len(),
+        plan.inbound.len()
+    );
+    Ok(plan)
+}
+
+/// Reads and validates the configuration, errors joined for the operator.
+fn load(path: &std::path::Path) -> Result<Config, String> {
+    Config::load(path).map_err(|errs| {
+        let mut s = String::new();
+        for e in errs.iter() {
+            s.push_str(&format!("{e}\n"));
+        }
+        s.push_str(&format!("{}: {} error(s)", path.display(), errs.len()));
+        s
+    })
 }
 
 fn sa_config(cfg: &Config, s: &StaticSa) -> Result<SaConfig, String> {
@@ -311,6 +488,9 @@ pub fn summary(s: &WorkerStats) -> String {
         if n > 0 {
             line.push_str(&format!(", io drop {name} {n}"));
         }
+    }
+    for (spi, _, pkts) in &s.inbound {
+        line.push_str(&format!(", sa in {spi:#010x} {pkts} pkts"));
     }
     line
 }

@@ -99,6 +99,8 @@ pub struct WorkerStats {
     pub engine: Counters,
     /// The I/O layer's counters.
     pub io: IoCounters,
+    /// (SPI, inner bytes, packets) of this worker's inbound SAs.
+    pub inbound: Vec<(u32, u64, u64)>,
 }
 
 impl WorkerStats {
@@ -106,6 +108,8 @@ impl WorkerStats {
     pub fn merge(&mut self, o: &WorkerStats) {
         self.engine.merge(&o.engine);
         self.io.merge(&o.io);
+        self.inbound.extend_from_slice(&o.inbound);
+        self.inbound.sort_unstable();
     }
 }
 
@@ -203,13 +207,18 @@ impl Worker {
     }
 
     fn snapshot(&self) -> WorkerStats {
-        WorkerStats { engine: self.engine.counters().clone(), io: self.counters }
+        let mut inbound = Vec::new();
+        self.engine.inbound_usage(&mut inbound);
+        WorkerStats { engine: self.engine.counters().clone(), io: self.counters, inbound }
     }
 
+    /// Copies the counters out (every [`PUBLISH_EVERY`], not per packet;
+    /// the lock is uncontended but for the control thread's reads).
     fn publish(&self) {
-        let snap = self.snapshot();
         if let Ok(mut s) = self.stats.lock() {
-            *s = snap;
+            s.engine.clone_from(self.engine.counters());
+            s.io = self.counters;
+            self.engine.inbound_usage(&mut s.inbound);
         }
     }
 

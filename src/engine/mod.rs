@@ -99,6 +99,9 @@ pub enum Update {
     Inbound(Box<InboundSa>),
     /// Removes the inbound SA with this SPI.
     RemoveInbound(u32),
+    /// Several updates applied in order with no batch in between (a
+    /// reload: new inbound SAs, children, outbound SAs, then the policy).
+    Many(Vec<Update>),
 }
 
 /// Per-engine counters (one writer; the control thread aggregates copies).
@@ -235,6 +238,11 @@ impl Engine {
             Update::RemoveInbound(spi) => {
                 self.inbound.remove(&spi);
             }
+            Update::Many(list) => {
+                for u in list {
+                    self.apply(u);
+                }
+            }
         }
     }
 
@@ -246,6 +254,15 @@ impl Engine {
     /// The inbound SA with this SPI (for lifetime and usage checks).
     pub fn inbound_sa(&self, spi: u32) -> Option<&InboundSa> {
         self.inbound.get(&spi)
+    }
+
+    /// Fills `out` with (SPI, inner bytes, packets) of every inbound SA.
+    pub fn inbound_usage(&self, out: &mut Vec<(u32, u64, u64)>) {
+        out.clear();
+        out.extend(self.inbound.iter().map(|(spi, sa)| {
+            let (b, p) = sa.usage();
+            (*spi, b, p)
+        }));
     }
 
     /// The settings.

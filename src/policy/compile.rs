@@ -170,7 +170,7 @@ pub fn compile(cfg: &Config) -> CompiledPolicy {
         cfg.static_sas
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.direction == crate::policy::config::Direction::Out)
+            .filter(|(_, s)| s.direction == crate::policy::config::Direction::Out && s.via.is_none())
             .map(|(i, _)| Target::StaticSa(i)),
     );
     let id_of = |t: Target| targets.iter().position(|x| *x == t).map(|i| i as ChildId);

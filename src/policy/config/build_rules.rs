@@ -1,6 +1,7 @@
 //! Validation of `[[static_sas]]` and `[[rules]]`.
 
 use super::build::{Ctx, sp};
+use super::error::suggest;
 use super::model::*;
 use super::raw::*;
 use super::selector::addr_range;
@@ -9,9 +10,10 @@ use crate::crypto::{AeadAlg, KeyMaterial};
 use crate::ts::TrafficSelector;
 use core::ops::Range;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use toml::Spanned;
 
-pub(crate) fn static_sas(c: &mut Ctx, raw: &[Spanned<RawStaticSa>]) -> Vec<StaticSa> {
+pub(crate) fn static_sas(c: &mut Ctx, raw: &[Spanned<RawStaticSa>], conns: &[Connection]) -> Vec<StaticSa> {
     let mut out = Vec::new();
     let mut spis: HashMap<(u32, String), Range<usize>> = HashMap::new();
     for (idx, rs) in raw.iter().enumerate() {
@@ -81,6 +83,7 @@ pub(crate) fn static_sas(c: &mut Ctx, raw: &[Spanned<RawStaticSa>]) -> Vec<Stati
                 spis.insert(k, sp(&r.spi));
             }
         }
+        let via = static_via(c, r, direction, remote, conns);
         if let (Some(direction), Some(spi), Some(alg), Some(key), Some(local), Some(remote)) =
             (direction, spi, alg, key, local, remote)
         {
@@ -98,10 +101,96 @@ pub(crate) fn static_sas(c: &mut Ctx, raw: &[Spanned<RawStaticSa>]) -> Vec<Stati
                 remote_ts,
                 replay_window,
                 dscp,
+                via,
             });
         }
     }
     out
+}
+
+/// `child` (+ `gateway`): the connection child and gateway an outbound
+/// static SA keys.
+fn static_via(
+    c: &mut Ctx,
+    r: &RawStaticSa,
+    direction: Option<Direction>,
+    remote: Option<IpAddr>,
+    conns: &[Connection],
+) -> Option<StaticVia> {
+    let Some(ch) = &r.child else {
+        if let Some(g) = &r.gateway {
+            c.d.err(
+                sp(g),
+                "`gateway` without `child`",
+                "name the child this SA keys with child = \"CONN/CHILD\"",
+            );
+        }
+        return None;
+    };
+    if direction == Some(Direction::In) {
+        c.d.err(
+            sp(ch),
+            "`child` on an inbound static SA",
+            "only outbound SAs key a child's gateway; remove `child`",
+        );
+        return None;
+    }
+    let text = ch.get_ref().trim();
+    let found = conns.iter().enumerate().find_map(|(ci, conn)| {
+        conn.children
+            .iter()
+            .position(|x| text == x.name || text == format!("{}/{}", conn.name, x.name))
+            .map(|k| (ci, k))
+    });
+    let Some((conn, child)) = found else {
+        let names: Vec<String> = conns
+            .iter()
+            .flat_map(|cn| cn.children.iter().map(move |x| format!("{}/{}", cn.name, x.name)))
+            .collect();
+        let help = match suggest(text, names.iter().map(String::as_str)) {
+            Some(s) => format!("did you mean \"{s}\"?"),
+            None => "name a child of a [[connections]] entry as \"CONN/CHILD\"".to_string(),
+        };
+        c.d.err(sp(ch), format!("no child named \"{text}\""), help);
+        return None;
+    };
+    let gws = &conns[conn].gateways;
+    let gateway = match &r.gateway {
+        Some(g) => match gws.iter().position(|x| x.name == *g.get_ref()) {
+            Some(i) => i,
+            None => {
+                let names: Vec<&str> = gws.iter().map(|x| x.name.as_str()).collect();
+                c.d.err(
+                    sp(g),
+                    format!("no gateway named \"{}\" in connection \"{}\"", g.get_ref(), conns[conn].name),
+                    format!("use one of: {}", names.join(", ")),
+                );
+                return None;
+            }
+        },
+        None if gws.len() == 1 => 0,
+        None => {
+            c.d.err(
+                sp(ch),
+                "the child's connection has several gateways",
+                "say which one with gateway = \"NAME\"",
+            );
+            return None;
+        }
+    };
+    if let Some(rm) = remote
+        && gws[gateway].address != rm
+    {
+        c.d.err(
+            sp(&r.remote),
+            format!(
+                "remote {rm} is not the address of gateway \"{}\" ({})",
+                gws[gateway].name, gws[gateway].address
+            ),
+            "make `remote` the gateway's address",
+        );
+    }
+    Some(StaticVia { conn, child, gateway })
 }
 
 fn static_key(c: &mut Ctx, r: &RawStaticSa, alg: Option<AeadAlg>) -> Option<StaticKey> {

@@ -52,7 +52,7 @@ impl Config {
         build::settings(&mut c, &raw.settings);
         let pools = build::pools(&mut c, &raw.pools);
         let connections = build::connections(&mut c, &raw.connections);
-        let static_sas = build_rules::static_sas(&mut c, &raw.static_sas);
+        let static_sas = build_rules::static_sas(&mut c, &raw.static_sas, &connections);
         let rules = build_rules::rules(&mut c, &raw.rules, &static_sas);
         let interface = build_iface::interface(&mut c, &raw.interface);
         if connections.is_empty() && static_sas.is_empty() && !c.d.has_errors() {

@@ -385,6 +385,21 @@ pub struct StaticSa {
     pub replay_window: u32,
     /// Outer DSCP (outbound).
     pub dscp: OuterDscp,
+    /// Outbound only: this SA keys one gateway of a connection's child
+    /// (manual keying of a multipath child) instead of being a policy
+    /// target of its own.
+    pub via: Option<StaticVia>,
+}
+
+/// The child and gateway a keyed-by-hand outbound SA serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticVia {
+    /// Connection index.
+    pub conn: usize,
+    /// Child index within the connection.
+    pub child: usize,
+    /// Gateway index within the connection.
+    pub gateway: usize,
 }
 
 /// Where a `protect` rule sends packets.

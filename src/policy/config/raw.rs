@@ -171,6 +171,8 @@ pub(crate) struct RawStaticSa {
     pub remote_ts: Vec<S<String>>,
     pub replay_window: OS<i64>,
     pub dscp: OS<NumOrStr>,
+    pub child: OS<String>,
+    pub gateway: OS<String>,
 }
 
 #[derive(Deserialize)]
