@@ -96,9 +96,10 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
 
     // UDP: one socket per worker, steered by SPI.
     let mut ucfg = UdpConfig::new(plan.local, n);
-    ucfg.gso = false;
-    ucfg.gro = false;
+    ucfg.gso = iface.offloads;
+    ucfg.gro = iface.offloads;
     let group = UdpGroup::bind(&ucfg).map_err(|e| format!("cannot bind UDP {}: {e}", plan.local))?;
+    let udp_features = group.features();
     if n > 1 {
         attach_spi_steering(group.sockets(), n as u32, 0).map_err(|e| format!("SPI steering: {e}"))?;
     }
@@ -108,19 +109,25 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     tcfg.queues = n;
     tcfg.mtu = plan.mtu;
     tcfg.addrs = iface.addresses.clone();
-    tcfg.vnet_hdr = false;
-    (tcfg.tso4, tcfg.tso6, tcfg.uso) = (false, false, false);
+    // TSO4/TSO6 from the kernel are split before sealing; USO is not asked
+    // for (UDP super-packets would need their own splitter).
+    tcfg.vnet_hdr = iface.offloads;
+    (tcfg.tso4, tcfg.tso6, tcfg.uso) = (iface.offloads, iface.offloads, false);
     let tun = TunDevice::open(&tcfg).map_err(|e| format!("cannot open TUN device {}: {e}", iface.name))?;
+    let offloads = tun.offloads();
     let dev = tun.name().to_string();
     routes::install(&dev, &plan.routes)?;
 
     eprintln!(
-        "esptun: {dev} up (mtu {}), {} worker(s), {kind:?} I/O, UDP {}, {} outbound / {} inbound SA(s)",
+        "esptun: {dev} up (mtu {}), {} worker(s), {kind:?} I/O, UDP {}, {} outbound / {} inbound SA(s), offloads: tso {} gso {} gro {}",
         plan.mtu,
         n,
         group.local_addr(),
         plan.outbound.len(),
-        plan.inbound.len()
+        plan.inbound.len(),
+        offloads.tso4,
+        udp_features.gso,
+        udp_features.gro
     );
     for c in &cfg.connections {
         for ch in c.children.iter().filter(|ch| {
@@ -156,7 +163,14 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
         let engine = plan.engine(i)?;
         let (tx, rx) = crossbeam_channel::bounded::<Update>(64);
         let st = Arc::new(Mutex::new(WorkerStats::default()));
-        let wcfg = WorkerConfig { index: i, batch: 64, core: cores.get(i % cores.len().max(1)).copied() };
+        let wcfg = WorkerConfig {
+            index: i,
+            batch: 64,
+            core: cores.get(i % cores.len().max(1)).copied(),
+            vnet: offloads.vnet_hdr,
+            gso: udp_features.gso,
+            gro: udp_features.gro,
+        };
         let w = Worker::new(wcfg, io, engine, rx, None, stop.clone(), st.clone());
         let h = std::thread::Builder::new()
             .name(format!("esptun-w{i}"))

@@ -24,6 +24,7 @@ pub mod backend;
 pub mod batch;
 mod msg;
 pub mod netns;
+pub mod offload;
 pub mod syscall;
 pub mod tun;
 pub mod udp;

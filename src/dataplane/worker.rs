@@ -27,6 +27,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::backend::{AnyIo, Interest, PacketIo};
 use super::batch::{PacketBatch, PacketMeta};
+use super::offload::{Coalescer, MAX_SUPER, OffloadError, TsoPlan};
+use super::vnet::{VNET_HDR_LEN, VnetHdr, complete_checksum};
 use crate::engine::{Counters, Engine, InVerdict, OutVerdict, Update};
 use crate::esp::buf::{DEFAULT_CAPACITY, HEADROOM};
 
@@ -46,6 +48,14 @@ pub struct WorkerConfig {
     pub batch: usize,
     /// Core to pin the thread to.
     pub core: Option<core_affinity::CoreId>,
+    /// The TUN queue carries virtio headers: split TSO super-packets
+    /// before sealing and coalesce TCP segments before writing.
+    pub vnet: bool,
+    /// The UDP socket has UDP_SEGMENT: send equal-size ESP packets to one
+    /// peer as one GSO datagram.
+    pub gso: bool,
+    /// The UDP socket has UDP_GRO: split coalesced datagrams before opening.
+    pub gro: bool,
 }
 
 /// What the I/O layer itself dropped (the engine counts its own drops).
@@ -66,6 +76,12 @@ pub struct IoCounters {
     pub truncated: u64,
     /// IKE datagrams dropped because the control queue was full.
     pub control_queue_full: u64,
+    /// TUN packets with a virtio header esptun cannot split.
+    pub offload_malformed: u64,
+    /// UDP GSO sends (each several ESP packets).
+    pub gso_sends: u64,
+    /// TUN writes that carried a coalesced TCP super-packet.
+    pub gro_writes: u64,
 }
 
 impl IoCounters {
@@ -78,16 +94,20 @@ impl IoCounters {
         self.bypass_on_tun += o.bypass_on_tun;
         self.truncated += o.truncated;
         self.control_queue_full += o.control_queue_full;
+        self.offload_malformed += o.offload_malformed;
+        self.gso_sends += o.gso_sends;
+        self.gro_writes += o.gro_writes;
     }
 
     /// The drop counters as (label, count).
-    pub fn drops(&self) -> [(&'static str, u64); 5] {
+    pub fn drops(&self) -> [(&'static str, u64); 6] {
         [
             ("udp_send", self.udp_send_drops),
             ("tun_write", self.tun_write_drops),
             ("bypass_on_tun", self.bypass_on_tun),
             ("truncated", self.truncated),
             ("control_queue_full", self.control_queue_full),
+            ("offload_malformed", self.offload_malformed),
         ]
     }
 }
@@ -132,8 +152,19 @@ pub struct Worker {
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<WorkerStats>>,
     counters: IoCounters,
+    /// TUN reads (super-packets behind virtio headers when `vnet`).
     tun_in: PacketBatch,
+    /// `vnet`: segments split from `tun_in`, sealed in place.
+    seg: PacketBatch,
+    /// UDP receives (GRO-coalesced when `gro`).
     udp_in: PacketBatch,
+    /// `gro`: datagrams split from `udp_in`, opened in place.
+    open: PacketBatch,
+    /// `gso`: ESP packets concatenated per peer for UDP_SEGMENT sends.
+    gso_out: PacketBatch,
+    /// `vnet`: TUN writes (virtio header + packet or super-packet).
+    tun_out: PacketBatch,
+    coalescer: Coalescer,
     side: PacketBatch,
     out_v: Vec<OutVerdict>,
     in_v: Vec<InVerdict>,
@@ -153,6 +184,11 @@ impl Worker {
         stats: Arc<Mutex<WorkerStats>>,
     ) -> Worker {
         let b = cfg.batch.max(1);
+        let big = MAX_SUPER + VNET_HDR_LEN + HEADROOM + 64;
+        let small = |n: usize| PacketBatch::with_headroom(n, DEFAULT_CAPACITY, HEADROOM);
+        let sized = |on: bool, n: usize, len: usize| {
+            PacketBatch::with_headroom(if on { n } else { 1 }, len, HEADROOM)
+        };
         Worker {
             io,
             engine,
@@ -161,9 +197,14 @@ impl Worker {
             stop,
             stats,
             counters: IoCounters::default(),
-            tun_in: PacketBatch::with_headroom(b, DEFAULT_CAPACITY, HEADROOM),
-            udp_in: PacketBatch::with_headroom(b, DEFAULT_CAPACITY, HEADROOM),
-            side: PacketBatch::with_headroom(b.max(8), DEFAULT_CAPACITY, HEADROOM),
+            tun_in: PacketBatch::with_headroom(b, if cfg.vnet { big } else { DEFAULT_CAPACITY }, HEADROOM),
+            seg: sized(cfg.vnet, b, DEFAULT_CAPACITY),
+            udp_in: PacketBatch::with_headroom(b, if cfg.gro { big } else { DEFAULT_CAPACITY }, HEADROOM),
+            open: sized(cfg.gro, b, DEFAULT_CAPACITY),
+            gso_out: sized(cfg.gso, 8, big),
+            tun_out: sized(cfg.vnet, 8, big),
+            coalescer: Coalescer::default(),
+            side: small(b.max(8)),
             out_v: vec![OutVerdict::Bypass; b],
             in_v: vec![InVerdict::Control; b],
             ecn: vec![0; b],
@@ -222,38 +263,75 @@ impl Worker {
         }
     }
 
-    /// TUN batch → seal → UDP.
+    /// TUN batch → (split) → seal → UDP.
     fn outbound(&mut self) -> io::Result<()> {
         self.counters.tun_batches += 1;
+        if !self.cfg.vnet {
+            self.seal_send(false)?;
+            self.tun_in.clear();
+            return Ok(());
+        }
+        // Split super-packets into the segment batch; seal whenever full.
         let n = self.tun_in.len();
-        let bufs = self.tun_in.bufs_mut();
-        self.engine.outbound_batch(bufs, &mut self.out_v[..n]);
-        self.tun_in.sync_meta();
+        self.seg.clear();
+        let (mut i, mut s) = (0, 0);
+        while i < n {
+            if self.seg.len() == self.seg.capacity() {
+                self.seal_send(true)?;
+                self.seg.clear();
+            }
+            let Some(p) = self.tun_in.packet(i) else { break };
+            match fill_segments(p, s, &mut self.seg) {
+                Ok(Some(next)) => s = next,
+                Ok(None) => (i, s) = (i + 1, 0),
+                Err(_) => {
+                    self.counters.offload_malformed += 1;
+                    (i, s) = (i + 1, 0);
+                }
+            }
+        }
+        self.seal_send(true)?;
+        self.seg.clear();
+        self.tun_in.clear();
+        Ok(())
+    }
+
+    /// Seals the inner packets of `tun_in` (or `seg`) in place and sends
+    /// them: ESP packets by UDP (GSO when it can), ICMP errors to the TUN.
+    fn seal_send(&mut self, from_seg: bool) -> io::Result<()> {
+        let batch = if from_seg { &mut self.seg } else { &mut self.tun_in };
+        let n = batch.len();
+        self.engine.outbound_batch(batch.bufs_mut(), &mut self.out_v[..n]);
+        batch.sync_meta();
         // Sends to the front (pointer swaps); ICMP errors to the side batch.
         let mut k = 0;
         self.side.clear();
         for i in 0..n {
             match self.out_v[i] {
                 OutVerdict::Send { to, port, tos } => {
-                    if let Some(m) = self.tun_in.meta_mut(i) {
+                    if let Some(m) = batch.meta_mut(i) {
                         m.addr = SocketAddr::new(to, port);
                         m.tos = tos;
                         m.segment_size = 0;
                     }
-                    self.tun_in.swap(i, k);
+                    batch.swap(i, k);
                     k += 1;
                 }
                 OutVerdict::Reply => {
-                    if let Some(p) = self.tun_in.packet(i) {
-                        self.side.push(p, PacketMeta::EMPTY);
+                    if let Some(p) = batch.packet(i) {
+                        push_tun(&mut self.side, p, self.cfg.vnet);
                     }
                 }
                 OutVerdict::Bypass => self.counters.bypass_on_tun += 1,
                 OutVerdict::Drop(_) => {}
             }
         }
-        self.tun_in.set_len(k);
-        send_all(&mut self.io, &self.tun_in, &mut self.counters.udp_send_drops)?;
+        batch.set_len(k);
+        if self.cfg.gso {
+            send_gso(&mut self.io, batch, &mut self.gso_out, &mut self.counters)?;
+        } else {
+            send_all(&mut self.io, batch, &mut self.counters.udp_send_drops)?;
+        }
         if !self.side.is_empty() {
             write_all_tun(&mut self.io, &self.side, &mut self.counters.tun_write_drops)?;
             self.side.clear();
@@ -272,53 +350,261 @@ impl Worker {
             send_all(&mut self.io, &self.side, &mut self.counters.udp_send_drops)?;
             self.side.clear();
         }
-        self.tun_in.clear();
         Ok(())
     }
 
-    /// UDP batch → open → TUN.
+    /// UDP batch → (split GRO) → open → (coalesce) → TUN.
     fn inbound(&mut self) -> io::Result<()> {
         self.counters.udp_batches += 1;
         let n = self.udp_in.len();
         for i in 0..n {
-            let m = self.udp_in.meta(i).copied().unwrap_or(PacketMeta::EMPTY);
-            if m.truncated {
-                // An empty packet is dropped as truncated by the engine too.
+            if let Some(m) = self.udp_in.meta_mut(i)
+                && m.truncated
+            {
+                // An empty packet is then dropped as truncated by the engine.
                 self.counters.truncated += 1;
-                if let Some(mm) = self.udp_in.meta_mut(i) {
-                    mm.len = 0;
-                }
+                (m.len, m.segment_size) = (0, 0);
             }
-            self.ecn[i] = m.tos & 0x03;
         }
-        let bufs = self.udp_in.bufs_mut();
-        self.engine.inbound_batch(bufs, &self.ecn[..n], &mut self.in_v[..n]);
-        self.udp_in.sync_meta();
-        let mut k = 0;
+        if !self.cfg.gro {
+            self.open_deliver(false)?;
+            self.udp_in.clear();
+            return Ok(());
+        }
+        self.open.clear();
         for i in 0..n {
-            match self.in_v[i] {
-                InVerdict::Deliver => {
-                    self.udp_in.swap(i, k);
-                    k += 1;
+            let mut at = 0;
+            loop {
+                if self.open.len() == self.open.capacity() {
+                    self.open_deliver(true)?;
+                    self.open.clear();
                 }
-                InVerdict::Control => self.hand_to_control(i),
-                InVerdict::Drop(_) => {}
+                let (Some(p), Some(m)) = (self.udp_in.packet(i), self.udp_in.meta(i)) else { break };
+                let seg = if m.segment_size == 0 { p.len().max(1) } else { usize::from(m.segment_size) };
+                let Some(chunk) = p.get(at..(at + seg).min(p.len())).filter(|c| !c.is_empty()) else { break };
+                let meta = PacketMeta { segment_size: 0, ..*m };
+                if !self.open.push(chunk, meta) {
+                    self.counters.truncated += 1;
+                }
+                at += seg;
             }
         }
-        self.udp_in.set_len(k);
-        write_all_tun(&mut self.io, &self.udp_in, &mut self.counters.tun_write_drops)?;
+        self.open_deliver(true)?;
+        self.open.clear();
         self.udp_in.clear();
         Ok(())
     }
 
-    fn hand_to_control(&mut self, i: usize) {
-        let (Some(tx), Some(p), Some(m)) = (&self.control, self.udp_in.packet(i), self.udp_in.meta(i)) else {
-            return;
-        };
-        // Rare (IKE only): the copy is fine. Full queue: drop, never block.
-        if let Err(TrySendError::Full(_)) = tx.try_send(ControlDatagram { from: m.addr, bytes: p.to_vec() }) {
-            self.counters.control_queue_full += 1;
+    /// Opens `udp_in` (or `open`) in place and writes the inner packets.
+    fn open_deliver(&mut self, from_open: bool) -> io::Result<()> {
+        let batch = if from_open { &mut self.open } else { &mut self.udp_in };
+        let n = batch.len();
+        for i in 0..n {
+            self.ecn[i] = batch.meta(i).map_or(0, |m| m.tos & 0x03);
         }
+        self.engine.inbound_batch(batch.bufs_mut(), &self.ecn[..n], &mut self.in_v[..n]);
+        batch.sync_meta();
+        let mut k = 0;
+        for i in 0..n {
+            match self.in_v[i] {
+                InVerdict::Deliver => {
+                    batch.swap(i, k);
+                    k += 1;
+                }
+                InVerdict::Control => {
+                    if let (Some(tx), Some(p), Some(m)) = (&self.control, batch.packet(i), batch.meta(i)) {
+                        hand_to_control(tx, m.addr, p, &mut self.counters);
+                    }
+                }
+                InVerdict::Drop(_) => {}
+            }
+        }
+        batch.set_len(k);
+        if self.cfg.vnet {
+            write_coalesced(&mut self.io, batch, &mut self.tun_out, &mut self.coalescer, &mut self.counters)
+        } else {
+            write_all_tun(&mut self.io, batch, &mut self.counters.tun_write_drops)
+        }
+    }
+}
+
+/// Writes segments of TUN packet `p` (virtio header first) into `seg`,
+/// starting at segment `from`, until `seg` is full. Returns the next
+/// segment to write, or `None` when the packet is done.
+fn fill_segments(p: &[u8], from: usize, seg: &mut PacketBatch) -> Result<Option<usize>, OffloadError> {
+    let hdr = VnetHdr::parse(p).map_err(|_| OffloadError::Malformed)?;
+    let body = &p[VNET_HDR_LEN..];
+    let h = seg.headroom();
+    if !hdr.is_gso() {
+        let i = seg.len();
+        let (slot, m) = seg.slot_and_meta_mut(i).ok_or(OffloadError::NoRoom)?;
+        let dst = slot.get_mut(h..h + body.len()).ok_or(OffloadError::NoRoom)?;
+        dst.copy_from_slice(body);
+        complete_checksum(&hdr, dst).map_err(|_| OffloadError::Malformed)?;
+        *m = PacketMeta { len: body.len(), offset: h, ..PacketMeta::EMPTY };
+        seg.set_len(i + 1);
+        return Ok(None);
+    }
+    let plan = TsoPlan::new(&hdr, body)?;
+    let mut s = from;
+    while s < plan.segments() {
+        let i = seg.len();
+        if i == seg.capacity() {
+            return Ok(Some(s));
+        }
+        let (slot, m) = seg.slot_and_meta_mut(i).ok_or(OffloadError::NoRoom)?;
+        let len = plan.write_segment(body, s, slot.get_mut(h..).ok_or(OffloadError::NoRoom)?)?;
+        *m = PacketMeta { len, offset: h, ..PacketMeta::EMPTY };
+        seg.set_len(i + 1);
+        s += 1;
+    }
+    Ok(None)
+}
+
+/// Copies `p` into the next slot of a TUN write batch, behind an all-zero
+/// virtio header when the queue has one.
+fn push_tun(batch: &mut PacketBatch, p: &[u8], vnet: bool) {
+    let i = batch.len();
+    let h = batch.headroom();
+    let pre = if vnet { VNET_HDR_LEN } else { 0 };
+    let Some((slot, m)) = batch.slot_and_meta_mut(i) else { return };
+    let Some(dst) = slot.get_mut(h..h + pre + p.len()) else { return };
+    dst[..pre].fill(0);
+    dst[pre..].copy_from_slice(p);
+    *m = PacketMeta { len: pre + p.len(), offset: h, ..PacketMeta::EMPTY };
+    batch.set_len(i + 1);
+}
+
+/// Sends the ESP packets of `batch` as UDP_SEGMENT datagrams: runs of
+/// packets to one peer with one TOS, all of one size but a shorter last,
+/// are concatenated into one slot of `gso` (one copy each).
+fn send_gso(
+    io: &mut AnyIo,
+    batch: &PacketBatch,
+    gso: &mut PacketBatch,
+    c: &mut IoCounters,
+) -> io::Result<()> {
+    /// Most segments per GSO send (the kernel's UDP_MAX_SEGMENTS is 64+).
+    const MAX_SEGS: usize = 64;
+    /// Most payload bytes per GSO send (IPv4 UDP payload limit, rounded).
+    const MAX_BYTES: usize = 65000;
+    gso.clear();
+    let h = gso.headroom();
+    let mut closed = true;
+    for j in 0..batch.len() {
+        let (Some(p), Some(m)) = (batch.packet(j), batch.meta(j)) else { continue };
+        let cur = gso.len().checked_sub(1).and_then(|i| gso.meta(i).copied());
+        let append = cur.is_some_and(|c| {
+            let seg = if c.segment_size == 0 { c.len } else { usize::from(c.segment_size) };
+            !closed
+                && c.addr == m.addr
+                && c.tos == m.tos
+                && p.len() <= seg
+                && c.len / seg < MAX_SEGS
+                && c.len + p.len() <= MAX_BYTES
+        });
+        if !append {
+            if gso.len() == gso.capacity() {
+                flush_gso(io, gso, c)?;
+            }
+            let i = gso.len();
+            let Some((slot, meta)) = gso.slot_and_meta_mut(i) else { continue };
+            let Some(dst) = slot.get_mut(h..h + p.len()) else {
+                c.udp_send_drops += 1;
+                continue;
+            };
+            dst.copy_from_slice(p);
+            *meta = PacketMeta { len: p.len(), offset: h, segment_size: 0, ..*m };
+            gso.set_len(i + 1);
+            closed = false;
+            continue;
+        }
+        let i = gso.len() - 1;
+        let Some((slot, meta)) = gso.slot_and_meta_mut(i) else { continue };
+        let seg = if meta.segment_size == 0 { meta.len } else { usize::from(meta.segment_size) };
+        let at = h + meta.len;
+        let Some(dst) = slot.get_mut(at..at + p.len()) else {
+            c.udp_send_drops += 1;
+            continue;
+        };
+        dst.copy_from_slice(p);
+        meta.segment_size = seg as u16;
+        meta.len += p.len();
+        closed = p.len() < seg;
+    }
+    flush_gso(io, gso, c)
+}
+
+fn flush_gso(io: &mut AnyIo, gso: &mut PacketBatch, c: &mut IoCounters) -> io::Result<()> {
+    c.gso_sends +=
+        (0..gso.len()).filter(|&i| gso.meta(i).is_some_and(|m| m.segment_size != 0)).count() as u64;
+    send_all(io, gso, &mut c.udp_send_drops)?;
+    gso.clear();
+    Ok(())
+}
+
+/// Writes the inner packets of `batch` to a virtio-header TUN queue,
+/// coalescing TCP segments of one flow into super-packets (one copy each).
+fn write_coalesced(
+    io: &mut AnyIo,
+    batch: &PacketBatch,
+    out: &mut PacketBatch,
+    co: &mut Coalescer,
+    c: &mut IoCounters,
+) -> io::Result<()> {
+    out.clear();
+    co.reset();
+    let h = out.headroom();
+    let mut len = 0;
+    for j in 0..batch.len() {
+        let Some(p) = batch.packet(j) else { continue };
+        loop {
+            let i = out.len();
+            let Some(slot) = out.slot_mut(i) else { break };
+            if co.push(&mut slot[h..], &mut len, p) {
+                break;
+            }
+            if len == 0 {
+                c.tun_write_drops += 1; // larger than a slot: cannot happen for opened packets
+                break;
+            }
+            finish_slot(out, co, i, len, c);
+            len = 0;
+            if out.len() == out.capacity() {
+                write_all_tun(io, out, &mut c.tun_write_drops)?;
+                out.clear();
+            }
+        }
+    }
+    if len > 0 {
+        let i = out.len();
+        finish_slot(out, co, i, len, c);
+    }
+    write_all_tun(io, out, &mut c.tun_write_drops)?;
+    out.clear();
+    Ok(())
+}
+
+fn finish_slot(out: &mut PacketBatch, co: &mut Coalescer, i: usize, len: usize, c: &mut IoCounters) {
+    let h = out.headroom();
+    if let Some(slot) = out.slot_mut(i) {
+        co.finish(&mut slot[h..], len);
+        if VnetHdr::parse(&slot[h..]).is_ok_and(|v| v.is_gso()) {
+            c.gro_writes += 1;
+        }
+    }
+    if let Some(m) = out.meta_mut(i) {
+        *m = PacketMeta { len, offset: h, ..PacketMeta::EMPTY };
+    }
+    out.set_len(i + 1);
+}
+
+/// Passes an IKE datagram to the control thread; a full queue drops it
+/// (counted), never blocking the worker.
+fn hand_to_control(tx: &Sender<ControlDatagram>, from: SocketAddr, p: &[u8], c: &mut IoCounters) {
+    // Rare (IKE only): the copy is fine.
+    if let Err(TrySendError::Full(_)) = tx.try_send(ControlDatagram { from, bytes: p.to_vec() }) {
+        c.control_queue_full += 1;
     }
 }
 

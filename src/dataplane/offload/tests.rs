@@ -1,0 +1,187 @@
+//! TSO split and TUN coalescing: round trips and refusals.
+
+use super::*;
+use crate::wire::checksum;
+
+fn tcp_packet(v6: bool, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let ip = if v6 { 40 } else { 20 };
+    let tcp = 32; // 12 option bytes (NOP NOP timestamp)
+    let total = ip + tcp + payload.len();
+    let mut p = vec![0u8; total];
+    if v6 {
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&((total - 40) as u16).to_be_bytes());
+        p[6] = 6;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&"2001:db8:1::1".parse::<Ipv6Addr>().unwrap().octets());
+        p[24..40].copy_from_slice(&"2001:db8:2::1".parse::<Ipv6Addr>().unwrap().octets());
+    } else {
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        p[6] = 0x40;
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[198, 51, 100, 1]);
+        p[16..20].copy_from_slice(&[203, 0, 113, 1]);
+        let c = checksum::checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    let t = ip;
+    p[t..t + 2].copy_from_slice(&40000u16.to_be_bytes());
+    p[t + 2..t + 4].copy_from_slice(&5201u16.to_be_bytes());
+    p[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
+    p[t + 8..t + 12].copy_from_slice(&77u32.to_be_bytes());
+    p[t + 12] = 8 << 4;
+    p[t + 13] = flags;
+    p[t + 14..t + 16].copy_from_slice(&512u16.to_be_bytes());
+    p[t + 20..t + 32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 7]);
+    p[ip + tcp..].copy_from_slice(payload);
+    let sum = checksum::sum(&p[t..], pseudo(&p, v6, total - t));
+    p[t + 16..t + 18].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+    p
+}
+
+fn tcp_ok(p: &[u8]) -> bool {
+    let lay = tcp_layout(p).unwrap();
+    checksum::fold(checksum::sum(&p[lay.l4..], pseudo(p, lay.v6, p.len() - lay.l4))) == 0xffff
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+fn tso_hdr(v6: bool, gso: u16) -> VnetHdr {
+    VnetHdr {
+        flags: VnetHdr::NEEDS_CSUM,
+        gso_type: if v6 { GsoType::TCPV6 } else { GsoType::TCPV4 },
+        hdr_len: 0,
+        gso_size: gso,
+        csum_start: if v6 { 40 } else { 20 },
+        csum_offset: 16,
+    }
+}
+
+fn split(v6: bool, payload: &[u8], gso: u16, flags: u8) -> Vec<Vec<u8>> {
+    let sup = tcp_packet(v6, 1000, flags, payload);
+    let plan = TsoPlan::new(&tso_hdr(v6, gso), &sup).unwrap();
+    (0..plan.segments())
+        .map(|i| {
+            let mut d = vec![0u8; plan.max_segment_len()];
+            let n = plan.write_segment(&sup, i, &mut d).unwrap();
+            d.truncate(n);
+            d
+        })
+        .collect()
+}
+
+#[test]
+fn tso_split_fixes_lengths_seq_flags_and_checksums() {
+    for v6 in [false, true] {
+        let payload = pattern(3000);
+        let segs = split(v6, &payload, 1100, ACK | PSH | FIN);
+        assert_eq!(segs.len(), 3);
+        let mut joined = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            let lay = tcp_layout(s).unwrap();
+            assert!(tcp_ok(s), "TCP checksum of segment {i}");
+            if !v6 {
+                assert_eq!(checksum::checksum(&s[..20]), 0, "IPv4 header checksum");
+                assert_eq!(be16(s, 2) as usize, s.len());
+                assert_eq!(be16(s, 4), 0x1234 + i as u16);
+            } else {
+                assert_eq!(be16(s, 4) as usize, s.len() - 40);
+            }
+            assert_eq!(be32(s, lay.l4 + 4), 1000 + (i as u32) * 1100);
+            let fl = s[lay.l4 + 13];
+            assert_eq!(fl & (PSH | FIN) != 0, i == 2, "PSH/FIN only on the last");
+            joined.extend_from_slice(&s[lay.hlen..]);
+        }
+        assert_eq!(segs[2].len() - tcp_layout(&segs[2]).unwrap().hlen, 800);
+        assert_eq!(joined, payload);
+    }
+}
+
+#[test]
+fn coalesce_then_split_round_trips() {
+    for v6 in [false, true] {
+        let payload = pattern(5 * 1200 + 300);
+        let segs = split(v6, &payload, 1200, ACK | PSH);
+        let mut buf = vec![0u8; 70000];
+        let mut len = 0;
+        let mut c = Coalescer::default();
+        for s in &segs {
+            assert!(c.push(&mut buf, &mut len, s));
+        }
+        c.finish(&mut buf, len);
+        let hdr = VnetHdr::parse(&buf).unwrap();
+        assert!(hdr.is_gso() && hdr.needs_csum());
+        assert_eq!(hdr.gso_size, 1200);
+        let sup = &buf[VNET_HDR_LEN..len];
+        // What the kernel would do: split it again; same segments.
+        let plan = TsoPlan::new(&hdr, sup).unwrap();
+        assert_eq!(plan.segments(), segs.len());
+        for (i, s) in segs.iter().enumerate() {
+            let mut d = vec![0u8; 2000];
+            let n = plan.write_segment(sup, i, &mut d).unwrap();
+            assert_eq!(&d[..n], &s[..], "segment {i} (v6 {v6})");
+        }
+    }
+}
+
+#[test]
+fn coalescer_refuses_what_linux_gro_would_not_merge() {
+    let p = pattern(1000);
+    let a = tcp_packet(false, 1, ACK, &p);
+    let mut buf = vec![0u8; 70000];
+    let try_pair = |second: &[u8]| {
+        let (mut buf2, mut len) = (buf.clone(), 0);
+        let mut c = Coalescer::default();
+        assert!(c.push(&mut buf2, &mut len, &a));
+        c.push(&mut buf2, &mut len, second)
+    };
+    assert!(try_pair(&tcp_packet(false, 1001, ACK, &p)), "the next segment merges");
+    assert!(!try_pair(&tcp_packet(false, 1002, ACK, &p)), "a gap");
+    assert!(!try_pair(&tcp_packet(false, 1001, ACK | FIN, &p)), "FIN");
+    assert!(!try_pair(&tcp_packet(false, 1001, ACK, &pattern(1001))), "longer than the first");
+    let mut other = tcp_packet(false, 1001, ACK, &p);
+    other[16] = 9; // another destination (checksums do not matter here)
+    assert!(!try_pair(&other), "another flow");
+    // A short segment closes the super-packet.
+    let mut len = 0;
+    let mut c = Coalescer::default();
+    assert!(c.push(&mut buf, &mut len, &a));
+    assert!(c.push(&mut buf, &mut len, &tcp_packet(false, 1001, ACK, &pattern(10))));
+    assert!(!c.push(&mut buf, &mut len, &tcp_packet(false, 1011, ACK, &pattern(10))));
+    // A lone packet keeps an all-zero header and its bytes.
+    let mut len = 0;
+    let mut c = Coalescer::default();
+    let udp = [0x45u8, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 0, 2, 0, 8, 0, 0];
+    assert!(c.push(&mut buf, &mut len, &udp));
+    assert!(!c.push(&mut buf, &mut len, &a));
+    c.finish(&mut buf, len);
+    assert_eq!(&buf[..VNET_HDR_LEN], &[0; VNET_HDR_LEN]);
+    assert_eq!(&buf[VNET_HDR_LEN..len], &udp);
+}
+
+#[test]
+fn malformed_super_packets_are_errors() {
+    let sup = tcp_packet(false, 1, ACK, &pattern(3000));
+    assert_eq!(
+        TsoPlan::new(&VnetHdr { gso_type: GsoType::UDP_L4, ..tso_hdr(false, 1000) }, &sup),
+        Err(OffloadError::Unsupported)
+    );
+    assert_eq!(TsoPlan::new(&tso_hdr(true, 1000), &sup), Err(OffloadError::Malformed), "TCPV6 on IPv4");
+    assert_eq!(TsoPlan::new(&tso_hdr(false, 0), &sup), Err(OffloadError::Malformed));
+    for cut in 0..60 {
+        let _ = TsoPlan::new(&tso_hdr(false, 1000), &sup[..cut]);
+        let mut buf = vec![0u8; 200];
+        let mut len = 0;
+        let mut c = Coalescer::default();
+        c.push(&mut buf, &mut len, &sup[..cut]);
+        c.finish(&mut buf, len);
+    }
+    let plan = TsoPlan::new(&tso_hdr(false, 1000), &sup).unwrap();
+    assert_eq!(plan.write_segment(&sup, 3, &mut [0u8; 2000]), Err(OffloadError::Malformed));
+    assert_eq!(plan.write_segment(&sup, 0, &mut [0u8; 100]), Err(OffloadError::NoRoom));
+}
