@@ -262,12 +262,15 @@ impl Plan {
         let mut groups = Vec::new();
         for (id, t) in policy.targets.iter().enumerate() {
             let (specs, symmetric) = match *t {
-                Target::Child(ci, _) => {
+                Target::Child(ci, k) => {
                     let conn = &cfg.connections[ci];
+                    // A child pinned to one gateway has a group of one.
                     let specs: Vec<GatewaySpec> = conn
                         .gateways
                         .iter()
-                        .map(|g| GatewaySpec { id: gw_id(g.address), weight: g.weight })
+                        .enumerate()
+                        .filter(|(g, _)| conn.children[k].gateway.is_none_or(|p| p == *g))
+                        .map(|(_, g)| GatewaySpec { id: gw_id(g.address), weight: g.weight })
                         .collect();
                     (specs, conn.hash == FlowHashMode::Symmetric)
                 }
@@ -305,7 +308,20 @@ impl Plan {
             match s.direction {
                 Direction::Out => {
                     let (child, gateway) = match s.via {
-                        Some(v) => (target_id(Target::Child(v.conn, v.child)), v.gateway),
+                        Some(v) => {
+                            // Index within the child's group (a pinned child has only its gateway).
+                            let gw = match cfg.connections[v.conn].children[v.child].gateway {
+                                None => v.gateway,
+                                Some(p) if p == v.gateway => 0,
+                                Some(_) => {
+                                    return Err(format!(
+                                        "static SA \"{}\": its child is pinned to another gateway",
+                                        s.name
+                                    ));
+                                }
+                            };
+                            (target_id(Target::Child(v.conn, v.child)), gw)
+                        }
                         None => (target_id(Target::StaticSa(i)), 0),
                     };
                     let child =

@@ -226,7 +226,32 @@ pub fn render(cfg: &Config) -> Result<String, String> {
         );
         let _ = writeln!(o, "  local_ts {}; remote_ts {}", join(&sa.local_ts), join(&sa.remote_ts));
         let _ = writeln!(o, "  replay window {}", sa.replay_window);
+        if let Some(v) = sa.via {
+            let c = &cfg.connections[v.conn];
+            let _ = writeln!(
+                o,
+                "  keys child {}/{} via gateway {}",
+                c.name, c.children[v.child].name, c.gateways[v.gateway].name
+            );
+        }
     }
+    let i = &cfg.interface;
+    let pfx = |l: &[(std::net::IpAddr, u8)]| {
+        l.iter().map(|(a, n)| format!("{a}/{n}")).collect::<Vec<_>>().join(", ")
+    };
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "interface \"{}\": addresses [{}], mtu {}, path_mtu {}, routes {}, workers {}, io {:?}, offloads {}",
+        i.name,
+        pfx(&i.addresses),
+        i.mtu.map_or("auto".to_string(), |m| m.to_string()),
+        i.path_mtu,
+        i.routes.as_ref().map_or("auto (tunnel destinations)".to_string(), |r| format!("[{}]", pfx(r))),
+        if i.workers == 0 { "one per core".to_string() } else { i.workers.to_string() },
+        i.io,
+        i.offloads
+    );
     let _ = writeln!(o);
     let _ = writeln!(o, "SPD (outbound, first match wins):");
     for (i, e) in policy.entries.iter().enumerate() {
