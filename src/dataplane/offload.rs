@@ -155,12 +155,11 @@ impl TsoPlan {
         let seg = dst.get_mut(..total).ok_or(OffloadError::NoRoom)?;
         seg[..lay.hlen].copy_from_slice(&pkt[..lay.hlen]);
         seg[lay.hlen..].copy_from_slice(&pkt[lay.hlen + off..lay.hlen + off + chunk]);
-        set_ip_len(seg, &lay, total);
-        if !lay.v6 && i > 0 {
+        if !lay.v6 {
             let id = be16(pkt, 4).wrapping_add(i as u16);
             seg[4..6].copy_from_slice(&id.to_be_bytes());
-            set_ip_len(seg, &lay, total);
         }
+        set_ip_len(seg, &lay, total);
         let t = lay.l4;
         let seq = be32(pkt, t + 4).wrapping_add(off as u32);
         seg[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
