@@ -185,3 +185,59 @@ fn malformed_super_packets_are_errors() {
     assert_eq!(plan.write_segment(&sup, 3, &mut [0u8; 2000]), Err(OffloadError::Malformed));
     assert_eq!(plan.write_segment(&sup, 0, &mut [0u8; 100]), Err(OffloadError::NoRoom));
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Packet contents never make the splitter or the coalescer panic
+        /// or write out of bounds, whatever the virtio header says.
+        #[test]
+        fn random_bytes_never_panic(
+            pkt in proptest::collection::vec(any::<u8>(), 0..400),
+            gso in any::<u16>(),
+            kind in 0u8..8,
+            others in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 0..4),
+        ) {
+            let hdr = VnetHdr { gso_type: GsoType(kind), gso_size: gso, ..VnetHdr::NONE };
+            if let Ok(plan) = TsoPlan::new(&hdr, &pkt) {
+                let mut dst = vec![0u8; plan.max_segment_len()];
+                for i in 0..plan.segments().min(16) {
+                    let _ = plan.write_segment(&pkt, i, &mut dst);
+                }
+            }
+            let mut buf = vec![0u8; 600];
+            let mut len = 0;
+            let mut c = Coalescer::default();
+            for p in std::iter::once(&pkt).chain(others.iter()) {
+                if !c.push(&mut buf, &mut len, p) {
+                    c.finish(&mut buf, len);
+                    c.reset();
+                    len = 0;
+                    let _ = c.push(&mut buf, &mut len, p);
+                }
+            }
+            c.finish(&mut buf, len);
+            prop_assert!(len <= buf.len());
+        }
+    }
+
+    #[test]
+    fn valid_tcp_with_random_tails_never_panics() {
+        // A valid header whose lengths disagree with the bytes present.
+        let mut p = tcp_packet(false, 1, ACK, &pattern(100));
+        for cut in 0..p.len() {
+            let _ = TsoPlan::new(&tso_hdr(false, 7), &p[..cut]).map(|plan| {
+                let mut d = vec![0u8; 4096];
+                (0..plan.segments()).map(|i| plan.write_segment(&p[..cut], i, &mut d)).count()
+            });
+        }
+        p[2] = 0xff; // IP total length beyond the packet: not mergeable
+        let mut buf = vec![0u8; 4096];
+        let mut len = 0;
+        let mut c = Coalescer::default();
+        assert!(c.push(&mut buf, &mut len, &p));
+        assert!(!c.push(&mut buf, &mut len, &p));
+    }
+}
