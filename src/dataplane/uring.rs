@@ -324,7 +324,8 @@ mod tests {
         assert_eq!(UringIo::adapt(8, 8, 64), 16);
         assert_eq!(UringIo::adapt(8, 0, 64), MIN_BATCH);
         assert_eq!(UringIo::adapt(64, 64, 64), 64, "capped by batch capacity");
-        assert_eq!(UringIo::adapt(32, 3, 64), MIN_BATCH);
+        assert_eq!(UringIo::adapt(32, 3, 64), 6, "twice the last count");
+        assert_eq!(UringIo::adapt(32, 0, 64), MIN_BATCH);
         assert_eq!(UringIo::adapt(32, 10, 64), 20);
         assert_eq!(UringIo::adapt(8, 8, 1000), 16);
         assert_eq!(UringIo::adapt(256, 256, 1000), RING_ENTRIES as usize);
