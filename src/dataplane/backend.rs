@@ -41,6 +41,14 @@ pub trait PacketIo {
     fn read_tun(&mut self, batch: &mut PacketBatch) -> io::Result<usize>;
     /// Writes packets `from..batch.len()` to the TUN queue.
     fn write_tun(&mut self, batch: &PacketBatch, from: usize) -> io::Result<usize>;
+    /// [`read_tun`](Self::read_tun) and [`recv_udp`](Self::recv_udp) in
+    /// one go (io_uring: one submission for both); returns both counts.
+    /// An error of either call is returned after both ran.
+    fn read_both(&mut self, tun: &mut PacketBatch, udp: &mut PacketBatch) -> io::Result<(usize, usize)> {
+        let t = self.read_tun(tun);
+        let u = self.recv_udp(udp);
+        Ok((t?, u?))
+    }
     /// Blocks until one of `interest` is ready or `timeout` passes (`None`:
     /// no limit). Returns what is ready (may be empty on timeout or EINTR).
     fn wait(&mut self, interest: Interest, timeout: Option<Duration>) -> io::Result<Interest>;
@@ -170,6 +178,9 @@ impl PacketIo for AnyIo {
     }
     fn write_tun(&mut self, batch: &PacketBatch, from: usize) -> io::Result<usize> {
         dispatch!(self, io => io.write_tun(batch, from))
+    }
+    fn read_both(&mut self, tun: &mut PacketBatch, udp: &mut PacketBatch) -> io::Result<(usize, usize)> {
+        dispatch!(self, io => io.read_both(tun, udp))
     }
     fn wait(&mut self, interest: Interest, timeout: Option<Duration>) -> io::Result<Interest> {
         dispatch!(self, io => io.wait(interest, timeout))

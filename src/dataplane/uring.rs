@@ -219,6 +219,76 @@ impl PacketIo for UringIo {
         Ok(sent)
     }
 
+    fn read_both(&mut self, tun: &mut PacketBatch, udp: &mut PacketBatch) -> io::Result<(usize, usize)> {
+        let fds = self.tun.as_ref().zip(self.udp.as_ref()).map(|(t, u)| (t.as_raw_fd(), u.as_raw_fd()));
+        let Some((tfd, ufd)) = fds.filter(|_| self.tun_nowait) else {
+            return Ok((self.read_tun(tun)?, self.recv_udp(udp)?));
+        };
+        tun.clear();
+        udp.clear();
+        let (tfd, ufd) = (types::Fd(tfd), types::Fd(ufd));
+        let half = RING_ENTRIES as usize / 2;
+        let nt = self.tun_batch.min(tun.capacity()).min(half);
+        let nu = self.udp_batch.min(udp.capacity()).min(half);
+        let recv_len = u32::try_from(tun.recv_len()).unwrap_or(u32::MAX);
+        let mut ptrs = [std::ptr::null_mut::<u8>(); RING_ENTRIES as usize / 2];
+        for (i, p) in ptrs.iter_mut().enumerate().take(nt) {
+            *p = tun.recv_ptr(i);
+        }
+        self.scratch.prepare_recv(udp, nu);
+        // SAFETY: SQEs 0..nt point at slots of `tun`, nt..nt+nu at scratch
+        // headers (and through them at slots of `udp`); all are exclusively
+        // borrowed until `run` returns after reaping every completion.
+        unsafe {
+            self.run(nt + nu, |i, s| {
+                if i < nt {
+                    opcode::Read::new(tfd, ptrs[i], recv_len).rw_flags(libc::RWF_NOWAIT).build()
+                } else {
+                    opcode::RecvMsg::new(ufd, &raw mut s.hdrs[i - nt].msg_hdr)
+                        .flags(libc::MSG_DONTWAIT as u32)
+                        .build()
+                }
+            })?;
+        }
+        let (mut gt, mut gu) = (0, 0);
+        let mut err = None;
+        for i in 0..nt {
+            match cqe_len(self.results[i]) {
+                Ok(len) => {
+                    tun.set_received(i, PacketMeta { len, ..PacketMeta::EMPTY });
+                    if i != gt {
+                        tun.move_slot(i, gt);
+                    }
+                    gt += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.tun_nowait = false,
+                Err(e) => err = err.or(Some(e)),
+            }
+        }
+        for i in 0..nu {
+            match cqe_len(self.results[nt + i]) {
+                Ok(len) => {
+                    self.scratch.finish_recv(i, len, udp);
+                    if i != gu {
+                        udp.move_slot(i, gu);
+                    }
+                    gu += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => err = err.or(Some(e)),
+            }
+        }
+        self.tun_batch = Self::adapt(nt, gt, tun.capacity().min(half));
+        self.udp_batch = Self::adapt(nu, gu, udp.capacity().min(half));
+        tun.set_len(gt);
+        udp.set_len(gu);
+        match err {
+            Some(e) if gt == 0 && gu == 0 => Err(e),
+            _ => Ok((gt, gu)),
+        }
+    }
+
     fn read_tun(&mut self, batch: &mut PacketBatch) -> io::Result<usize> {
         batch.clear();
         let tun = self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?;

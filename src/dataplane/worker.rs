@@ -223,13 +223,12 @@ impl Worker {
             while let Ok(u) = self.updates.try_recv() {
                 self.engine.apply(u);
             }
-            let mut busy = false;
-            if self.io.read_tun(&mut self.tun_in)? > 0 {
-                busy = true;
+            let (nt, nu) = self.io.read_both(&mut self.tun_in, &mut self.udp_in)?;
+            let busy = nt > 0 || nu > 0;
+            if nt > 0 {
                 self.outbound()?;
             }
-            if self.io.recv_udp(&mut self.udp_in)? > 0 {
-                busy = true;
+            if nu > 0 {
                 self.inbound()?;
             }
             if last_publish.elapsed() >= PUBLISH_EVERY {
