@@ -24,15 +24,19 @@
 //! `bitvec.rs`): each dimension is cut into elementary intervals, each
 //! interval points at a compressed bit vector of the rules that contain it,
 //! and the AND of the six vectors gives the matching rules, the lowest index
-//! winning. The cost per packet is six small searches plus a few word ANDs;
-//! it depends on the number of distinct boundaries (logarithmically) and on
-//! how far down the list the first match lies (one word per 64 rules of
-//! partial overlap), not linearly on the number of rules. Memory grows with
-//! how much rules overlap; compile refuses (with [`SpdError::TooLarge`])
-//! beyond 128 MiB of tables. Alternatives considered: decision trees
-//! (HiCuts) replicate wildcard rules into every leaf; tuple-space search
-//! needs prefixes, not the ranges swanctl allows, and its cost grows with
-//! the number of distinct prefix-length tuples.
+//! winning. Per packet that is two branch-free tree descents (source and
+//! destination address), four direct table lookups (ports, protocol, DSCP),
+//! and a few word ANDs per candidate block of 64 rules until the first
+//! match. The cost depends on the number of distinct boundaries
+//! (logarithmically) and on how many candidate blocks come before the first
+//! match, not linearly on the number of rules (`cargo bench --bench spd`,
+//! figures in perf/RESULTS.md). On x86_64 CPUs with POPCNT the lookup runs
+//! in a copy compiled with that instruction. Memory grows with how much
+//! rules overlap; compile refuses (with [`SpdError::TooLarge`]) beyond
+//! 128 MiB of tables. Alternatives considered: decision trees (HiCuts)
+//! replicate wildcard rules into every leaf; tuple-space search needs
+//! prefixes, not the ranges swanctl allows, and its cost grows with the
+//! number of distinct prefix-length tuples.
 //!
 //! [`FlowCache`] sits in front of it per worker: a fixed-size
 //! set-associative cache keyed on the flow, invalidated by [`Spd::generation`].
@@ -67,6 +71,8 @@ pub struct Spd {
     rules: Vec<Rule>,
     default: Action,
     generation: u64,
+    /// The CPU has POPCNT (x86_64).
+    popcnt: bool,
     v4: Family<u32>,
     v6: Family<u128>,
 }
@@ -84,16 +90,45 @@ impl Spd {
         let v4 = family(rules, false, |a| a as u32)?;
         let v6 = family(rules, true, |a| a)?;
         let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
-        Ok(Spd { rules: rules.to_vec(), default, generation, v4, v6 })
+        #[cfg(target_arch = "x86_64")]
+        let popcnt = std::arch::is_x86_feature_detected!("popcnt");
+        #[cfg(not(target_arch = "x86_64"))]
+        let popcnt = false;
+        Ok(Spd { rules: rules.to_vec(), default, generation, popcnt, v4, v6 })
     }
 
     /// The action for a packet: the first matching rule's, else the default.
     #[inline]
     pub fn classify(&self, key: &FlowKey) -> Action {
-        match self.first_match(key) {
-            Some(i) => self.rules.get(i).map_or(self.default, |r| r.action),
-            None => self.default,
+        #[cfg(target_arch = "x86_64")]
+        if self.popcnt {
+            // SAFETY: `popcnt` is true only if the CPU running us has the
+            // POPCNT instruction (`is_x86_feature_detected!` in `compile`).
+            return unsafe { self.classify_popcnt(key) };
         }
+        self.classify_portable(key)
+    }
+
+    /// [`Spd::classify`] compiled with the POPCNT instruction (the lookup
+    /// counts bits about twenty times a packet; without it each count is a
+    /// dozen instructions).
+    ///
+    /// # Safety
+    /// The CPU must have POPCNT.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt")]
+    unsafe fn classify_popcnt(&self, key: &FlowKey) -> Action {
+        self.classify_portable(key)
+    }
+
+    #[inline(always)]
+    fn classify_portable(&self, key: &FlowKey) -> Action {
+        let found = match (key.src, key.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => self.v4.first_action(&point(key, s.into(), d.into())),
+            (IpAddr::V6(s), IpAddr::V6(d)) => self.v6.first_action(&point(key, s.into(), d.into())),
+            _ => None,
+        };
+        found.unwrap_or(self.default)
     }
 
     /// Index of the first rule matching the packet, if any.
@@ -201,14 +236,16 @@ fn narrow(p: &Point6<u128>) -> Point6<u32> {
 fn family<K: bitvec::Point>(rules: &[Rule], v6: bool, conv: fn(u128) -> K) -> Result<Family<K>, SpdError> {
     let mut sels = Vec::new();
     let mut ids = Vec::new();
+    let mut actions = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         let s = &r.selector;
         if (v6 && s.has_v6()) || (!v6 && s.has_v4()) {
             sels.push(*s);
             ids.push(i as u32);
+            actions.push(r.action);
         }
     }
-    Family::build(&sels, ids, |s| {
+    Family::build(&sels, ids, actions, |s| {
         // validate() guaranteed both have this family.
         let (ss, se) = s.src.bounds(v6).unwrap_or((0, 0));
         let (ds, de) = s.dst.bounds(v6).unwrap_or((0, 0));

@@ -425,3 +425,65 @@ proptest! {
         prop_assert_eq!(spd.shadowed(), want);
     }
 }
+
+/// More than 4,096 rules in one family: rows span several aggregate words,
+/// which the proptest above (at most 150 rules) never reaches. Fixed seed.
+#[test]
+fn many_rules_span_several_aggregates() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut rules = Vec::new();
+    for i in 0..9000u64 {
+        let r = next();
+        // Clustered addresses (16 sites) so rules overlap; some wildcards.
+        let addr = |r: u64| {
+            IpAddr::from(
+                (0xcb00_0000u32 | ((r as u32 & 0xf) << 16) | (r as u32 >> 16 & 0xffff)).to_be_bytes(),
+            )
+        };
+        let src = if r % 3 == 0 {
+            AddrRange::Any
+        } else {
+            AddrRange::prefix(addr(r >> 8), 12 + (r % 21) as u8).unwrap()
+        };
+        let dst = AddrRange::prefix(addr(r >> 24), 20 + (r >> 40) as u8 % 13).unwrap();
+        let proto = [None, Some(6), Some(17)][(r >> 50) as usize % 3];
+        let dst_ports = match (proto, r >> 52 & 3) {
+            (Some(_), 0) => PortRange::single((r >> 32) as u16 % 1024),
+            (Some(_), 1) => PortRange::new(1024, 1024 + (r >> 20) as u16 % 4096).unwrap(),
+            _ => PortRange::ANY,
+        };
+        let dscp = if r >> 60 == 0 { DscpSet::single(46).unwrap() } else { DscpSet::ANY };
+        let selector = RuleSelector { src, dst, proto, dst_ports, dscp, ..RuleSelector::ANY };
+        let action = if i % 2 == 0 { Action::Protect(i as u32) } else { Action::Bypass };
+        rules.push(Rule { selector, action });
+    }
+    let spd = Spd::compile(&rules, Action::Drop).unwrap();
+    let mut matched_late = 0;
+    for _ in 0..4000 {
+        let r = next();
+        let sel = rules[(r % 9000) as usize].selector;
+        let (s, e) = sel.dst.bounds(false).unwrap();
+        let dst = (s + u128::from(r >> 20) % (e - s + 1)) as u32;
+        let (ss, se) = sel.src.bounds(false).unwrap();
+        let src = (ss + u128::from(r >> 8) % (se - ss + 1)) as u32;
+        let k = FlowKey {
+            src: IpAddr::from(src.to_be_bytes()),
+            dst: IpAddr::from(dst.to_be_bytes()),
+            proto: sel.proto.unwrap_or(17),
+            src_port: Some(40000),
+            dst_port: Some(sel.dst_ports.start.wrapping_add((r >> 40) as u16 % 3)),
+            dscp: if r >> 62 == 0 { 46 } else { 0 },
+        };
+        let (want, idx) = linear(&rules, Action::Drop, &k);
+        assert_eq!(spd.first_match(&k), idx, "key {k:?}");
+        assert_eq!(spd.classify(&k), want, "key {k:?}");
+        matched_late += usize::from(idx.is_some_and(|i| i >= 4096));
+    }
+    assert!(matched_late > 100, "keys whose first match is past the first aggregate: {matched_late}");
+}
