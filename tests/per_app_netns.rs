@@ -385,9 +385,11 @@ fn per_app_marked_traffic_enters_the_tun_and_unmarked_does_not() {
         return;
     }
     let uid_ok = common::tool("setpriv", "--version") && common::tool("bash", "--version");
+    // cgroup v2 is a property of the host, not a tool scripts/test can
+    // install: without it only the --cgroup part is left out.
     let cgroup = Cgroup::create();
     if cgroup.is_none() {
-        common::skip("no writable cgroup2 hierarchy: the --cgroup part is left out");
+        eprintln!("skipped: the --cgroup part (no writable cgroup2 hierarchy here)");
     }
     let (app, _net, q, net) = setup();
     let v4 = IpAddr::V4(SERVER_V4);

@@ -33,8 +33,9 @@
 //! - a candidate word is checked against the two address rows first: most
 //!   candidates fail there (cachegrind: 40 % fewer instructions per lookup
 //!   than reading all ten words);
-//! - an address tree node carries its interval's row id next to its key,
-//!   in a cache line the descent has already read;
+//! - the address descent prefetches the line of descendants a few levels
+//!   ahead, so the misses of the deep levels overlap instead of following
+//!   one another;
 //! - rule actions sit in a compact array, not in the rule list;
 //! - the caller may run the lookup with the POPCNT instruction
 //!   (`super::Spd::classify`).
@@ -50,14 +51,18 @@ const MAX_WORDS: usize = 1 << 24;
 pub(super) trait Point: Copy + Ord {
     const MIN: Self;
     const MAX: Self;
+    /// Levels ahead that a tree descent prefetches: the `2^n` descendants
+    /// of a node `n` levels down are adjacent, and fill one 64-byte line.
+    const PREFETCH: u32;
     fn succ(self) -> Option<Self>;
 }
 
 macro_rules! point {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $p:literal),*) => {$(
         impl Point for $t {
             const MIN: Self = <$t>::MIN;
             const MAX: Self = <$t>::MAX;
+            const PREFETCH: u32 = $p;
             #[inline]
             fn succ(self) -> Option<Self> {
                 self.checked_add(1)
@@ -65,7 +70,7 @@ macro_rules! point {
         }
     )*};
 }
-point!(u16, u32, u128);
+point!(u16 => 5, u32 => 4, u128 => 2);
 
 /// The rows, deduplicated. A row is known by its *head*: for each
 /// aggregate `a`, `[agg_a, base_a]`, where `agg_a` has bit `b` set iff word
@@ -261,19 +266,20 @@ impl<K: Point> Intervals<K> {
 
 /// An address dimension: the interval starts in Eytzinger order (the
 /// implicit binary search tree stored level by level, node `k`'s children
-/// at `2k` and `2k + 1`), each node with the row of the interval that ends
-/// just before its key.
+/// at `2k` and `2k + 1`), and for each node the row of the interval that
+/// ends just before its key.
 ///
 /// A search descends a fixed number of levels with `k = 2k + (key <= v)`,
 /// an add, not a branch; the top levels share a few cache lines that stay
-/// hot. The node where the descent last went left holds the first start
-/// above `v`, and with it the answer's row (in a cache line the descent
-/// already read).
+/// hot, and the deep ones are prefetched. The node where the descent last
+/// went left holds the first start above `v`; its row is the answer.
 pub(super) struct Dim<K> {
     /// Nodes `1..2^depth`; past the real starts, `MAX` (a value `MAX` is
     /// answered without the tree). Node 0 (no start above `v`) and padding
     /// nodes carry the last interval's row.
-    tree: Vec<(K, u32)>,
+    tree: Vec<K>,
+    /// Node `k`'s row.
+    node_rows: Vec<u32>,
     depth: u32,
     wild: u32,
 }
@@ -287,7 +293,8 @@ impl<K: Point> Dim<K> {
         let depth = usize::BITS - keys.len().leading_zeros(); // 2^depth - 1 >= keys
         let size = 1usize << depth;
         let last = iv.rows.last().copied().unwrap_or(0);
-        let mut tree = vec![(K::MAX, last); size];
+        let mut tree = vec![K::MAX; size];
+        let mut node_rows = vec![last; size];
         // An in-order walk of the implicit tree visits nodes in sorted
         // order: the j-th node gets key j (the start of interval j + 1) and
         // the row of interval j, the one just below it.
@@ -300,13 +307,16 @@ impl<K: Point> Dim<K> {
                 k *= 2;
             }
             let Some(n) = stack.pop() else { break };
-            if let (Some(&key), Some(&row), Some(t)) = (keys.get(j), iv.rows.get(j), tree.get_mut(n)) {
-                *t = (key, row);
+            if let (Some(&key), Some(&row), Some(t), Some(r)) =
+                (keys.get(j), iv.rows.get(j), tree.get_mut(n), node_rows.get_mut(n))
+            {
+                *t = key;
+                *r = row;
                 j += 1;
             }
             k = 2 * n + 1;
         }
-        Ok(Dim { tree, depth, wild: iv.wild })
+        Ok(Dim { tree, node_rows, depth, wild: iv.wild })
     }
 
     /// The specific row for value `v`.
@@ -319,17 +329,34 @@ impl<K: Point> Dim<K> {
             for _ in 0..self.depth {
                 // `k` is always a node; keeping the compare out of the
                 // bounds check keeps it from becoming a branch.
-                let t = self.tree.get(k).map_or(K::MAX, |n| n.0);
+                prefetch(&self.tree, k << K::PREFETCH);
+                let t = self.tree.get(k).copied().unwrap_or(K::MAX);
                 k = 2 * k + usize::from(t <= v);
             }
             // Undo the final run of right turns and the left turn before it.
             k >> (k.trailing_ones() + 1)
         };
-        self.tree.get(node).map_or(0, |n| n.1)
+        self.node_rows.get(node).copied().unwrap_or(0)
     }
 
     fn bytes(&self) -> usize {
-        self.tree.len() * size_of::<(K, u32)>()
+        self.tree.len() * size_of::<K>() + self.node_rows.len() * 4
+    }
+}
+
+/// Asks for the cache line of `a[i]` (ignored past the end).
+#[inline(always)]
+fn prefetch<T>(a: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if i < a.len() {
+        // SAFETY: prefetching has no memory-safety preconditions (it never
+        // faults, whatever the address), and SSE is part of the x86_64
+        // baseline; the address is in bounds anyway.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                a.as_ptr().wrapping_add(i).cast(),
+            )
+        };
     }
 }
 
