@@ -1,0 +1,421 @@
+//! Operations on a running tunnel (issue 4 item 8), with the real binary
+//! in network namespaces:
+//! - a key change by SIGHUP reloads (make-before-break, three steps on each
+//!   side) loses no datagram of numbered streams in both directions, and
+//!   the per-SA counters show the traffic moved to the new SPIs;
+//! - multipath: three gateway namespaces behind one weighted group; flows
+//!   spread over all three, every flow sticks to one gateway, and taking a
+//!   gateway out (reload without its SA) moves only that gateway's flows.
+//!
+//! Root only (skips with a reason otherwise; fails under ESPTUN_STRICT=1).
+//! Documentation addresses only; every loop is bounded in count and time;
+//! namespaces and daemons are removed on drop, also when a test fails.
+
+mod common;
+
+use esptun::dataplane::netns::NetNs;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const KEYS: [&str; 8] = [
+    "000102030405060708090a0b0c0d0e0f10111213",
+    "202122232425262728292a2b2c2d2e2f30313233",
+    "404142434445464748494a4b4c4d4e4f50515253",
+    "606162636465666768696a6b6c6d6e6f70717273",
+    "808182838485868788898a8b8c8d8e8f90919293",
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3",
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3",
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3",
+];
+
+/// `esptun run` in a namespace; SIGKILLed on drop unless stopped.
+struct Esptun {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    done: bool,
+}
+
+impl Esptun {
+    fn start(ns: &NetNs, config: &Path) -> Esptun {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_esptun"), "run", "-c"])
+            .arg(config)
+            .args(["--seconds", "60", "--workers", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn esptun");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (l, err) = (log.clone(), child.stderr.take().expect("stderr"));
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                l.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let e = Esptun { child, log, done: false };
+        e.wait_log(" up (mtu ", 1);
+        e
+    }
+
+    /// Waits (10 s at most) until `needle` appeared `n` times on stderr.
+    fn wait_log(&self, needle: &str, n: usize) {
+        let t = Instant::now();
+        while self.log.lock().unwrap().matches(needle).count() < n {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no {needle:?} x{n} from esptun:\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own unreaped child (`ip netns exec` execs
+        // esptun, so this is esptun's pid).
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, sig) }, 0);
+    }
+
+    /// SIGHUP, then waits for reload number `n` to be confirmed.
+    fn reload(&self, n: usize) {
+        self.signal(libc::SIGHUP);
+        self.wait_log("esptun: reloaded ", n);
+    }
+
+    /// SIGTERM; returns the summary line.
+    fn stop(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "esptun did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.done = true;
+        let mut out = String::new();
+        self.child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read stdout");
+        assert!(status.success(), "esptun failed: {status}\n{}", self.log.lock().unwrap());
+        out
+    }
+}
+
+impl Drop for Esptun {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A scratch directory removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let p = std::env::temp_dir().join(format!("esptun-ops-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("scratch dir");
+        Dir(p)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write config");
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A veth between two namespaces with an address on each end.
+fn link(a: &NetNs, a_dev: &str, a_addr: &str, b: &NetNs, b_dev: &str, b_addr: &str) {
+    a.ip(&["link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", b.name()]).expect("veth");
+    for (ns, dev, addr, peer) in [(a, a_dev, a_addr, b_addr), (b, b_dev, b_addr, a_addr)] {
+        ns.ip(&["addr", "add", &format!("{addr}/32"), "dev", dev]).expect("addr");
+        ns.ip(&["link", "set", dev, "up"]).expect("up");
+        ns.ip(&["route", "add", &format!("{peer}/32"), "dev", dev, "src", addr]).expect("route");
+    }
+}
+
+fn iface(name: &str, addr: &str) -> String {
+    format!(
+        "[settings]\nallow_inline_secrets = true\n\n[interface]\nname = \"{name}\"\naddresses = [\"{addr}/32\"]\n"
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sa(
+    name: &str,
+    dir: &str,
+    spi: u32,
+    key: &str,
+    local: &str,
+    remote: &str,
+    lts: &str,
+    rts: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "\n[[static_sas]]\nname = \"{name}\"\ndirection = \"{dir}\"\nspi = {spi}\nalg = \"aes128gcm16\"\nkey = \"{key}\"\n\
+         local = \"{local}\"\nremote = \"{remote}\"\nlocal_ts = [\"{lts}\"]\nremote_ts = [\"{rts}\"]\n{extra}"
+    )
+}
+
+/// A receiver thread in `ns` on `addr`: collects (source port, payload)
+/// until `quiet` passes with nothing new after `deadline`.
+fn receiver(ns: &NetNs, addr: &str) -> std::thread::JoinHandle<Vec<(u16, Vec<u8>)>> {
+    let sock = ns.run(|| UdpSocket::bind(addr)).expect("enter").expect("bind receiver");
+    sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let start = Instant::now();
+        let mut idle = 0;
+        while start.elapsed() < Duration::from_secs(20) && idle < 10 {
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    idle = 0;
+                    got.push((from.port(), buf[..n].to_vec()));
+                }
+                Err(_) => idle += 1,
+            }
+        }
+        got
+    })
+}
+
+fn sender(ns: &NetNs, src: &str) -> UdpSocket {
+    ns.run(|| UdpSocket::bind(src)).expect("enter").expect("bind sender")
+}
+
+#[test]
+fn rekey_by_reload_loses_nothing() {
+    if !common::root_tests_enabled() {
+        return;
+    }
+    let a = NetNs::create("esptun-ops-rk-a").expect("ns a");
+    let b = NetNs::create("esptun-ops-rk-b").expect("ns b");
+    link(&a, "rk-a", "192.0.2.1", &b, "rk-b", "192.0.2.2");
+    let dir = Dir::new("rk");
+    let (an, bn) = ("198.51.100.0/24", "203.0.113.0/24");
+    let side = |me: &str, peer: &str, my_net: &str, peer_net: &str, out: (u32, &str), ins: &[(u32, &str)]| {
+        let mut s = sa("out", "out", out.0, out.1, me, peer, my_net, peer_net, "");
+        for (i, (spi, key)) in ins.iter().enumerate() {
+            s += &sa(&format!("in{i}"), "in", *spi, key, me, peer, my_net, peer_net, "");
+        }
+        s
+    };
+    let (old_ab, old_ba, new_ab, new_ba) =
+        ((0x1001, KEYS[0]), (0x1002, KEYS[1]), (0x2001, KEYS[2]), (0x2002, KEYS[3]));
+    // Phases: 0 = old keys; 1 = + new inbound; 2 = outbound switched; 3 = old inbound removed.
+    let cfg_a = |phase: u8| {
+        let out = if phase >= 2 { new_ab } else { old_ab };
+        let ins: Vec<_> = match phase {
+            0 => vec![old_ba],
+            1 | 2 => vec![old_ba, new_ba],
+            _ => vec![new_ba],
+        };
+        iface("rk-esp-a", "198.51.100.1") + &side("192.0.2.1", "192.0.2.2", an, bn, out, &ins)
+    };
+    let cfg_b = |phase: u8| {
+        let out = if phase >= 2 { new_ba } else { old_ba };
+        let ins: Vec<_> = match phase {
+            0 => vec![old_ab],
+            1 | 2 => vec![old_ab, new_ab],
+            _ => vec![new_ab],
+        };
+        iface("rk-esp-b", "203.0.113.1") + &side("192.0.2.2", "192.0.2.1", bn, an, out, &ins)
+    };
+    let pa = dir.write("a.toml", &cfg_a(0));
+    let pb = dir.write("b.toml", &cfg_b(0));
+    let ea = Esptun::start(&a, &pa);
+    let eb = Esptun::start(&b, &pb);
+
+    // Numbered streams both ways, 1 datagram per ms for 3 s.
+    const N: u32 = 3000;
+    let rx_b = receiver(&b, "203.0.113.1:9000");
+    let rx_a = receiver(&a, "198.51.100.1:9000");
+    let sa_ = sender(&a, "198.51.100.1:40000");
+    let sb_ = sender(&b, "203.0.113.1:40000");
+    let stream = |s: UdpSocket, to: &str| {
+        let to: SocketAddr = to.parse().unwrap();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            for i in 0..N {
+                let due = Duration::from_millis(u64::from(i));
+                if let Some(d) = due.checked_sub(start.elapsed()) {
+                    std::thread::sleep(d);
+                }
+                s.send_to(&i.to_be_bytes(), to).expect("send");
+            }
+        })
+    };
+    let ta = stream(sa_, "203.0.113.1:9000");
+    let tb = stream(sb_, "198.51.100.1:9000");
+    // The three reloads land at about 0.7, 1.4 and 2.1 s into the streams.
+    for phase in 1..=3u8 {
+        std::thread::sleep(Duration::from_millis(700));
+        std::fs::write(&pa, cfg_a(phase)).unwrap();
+        std::fs::write(&pb, cfg_b(phase)).unwrap();
+        ea.reload(usize::from(phase));
+        eb.reload(usize::from(phase));
+    }
+    ta.join().unwrap();
+    tb.join().unwrap();
+    for (name, rx) in [("A->B", rx_b), ("B->A", rx_a)] {
+        let got: HashSet<u32> = rx
+            .join()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, p)| p.get(..4).map(|b| u32::from_be_bytes(b.try_into().unwrap())))
+            .collect();
+        let missing: Vec<u32> = (0..N).filter(|i| !got.contains(i)).take(10).collect();
+        assert!(
+            missing.is_empty(),
+            "{name}: lost {} datagrams across the key change, first {missing:?}",
+            N as usize - got.len()
+        );
+    }
+    let (sa_line, sb_line) = (ea.stop(), eb.stop());
+    // Only the new inbound SAs are left, and they carried traffic.
+    for (line, new_spi, old_spi) in [(&sa_line, 0x2002, 0x1002), (&sb_line, 0x2001, 0x1001)] {
+        let new = format!("sa in {new_spi:#010x} ");
+        let pkts: u64 = line
+            .split(&new)
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no counter for {new}in {line}"));
+        assert!(pkts > 100, "the new SA carried only {pkts} packets: {line}");
+        assert!(!line.contains(&format!("{old_spi:#010x}")), "old inbound SA still installed: {line}");
+    }
+}
+
+#[test]
+fn multipath_spreads_flows_and_a_removed_gateway_moves_only_its_own() {
+    if !common::root_tests_enabled() {
+        return;
+    }
+    let a = NetNs::create("esptun-ops-mp-a").expect("ns a");
+    let gws: Vec<NetNs> =
+        (1..=3).map(|i| NetNs::create(&format!("esptun-ops-mp-g{i}")).expect("ns g")).collect();
+    for (i, g) in gws.iter().enumerate() {
+        link(
+            &a,
+            &format!("mp-a{}", i + 1),
+            "192.0.2.1",
+            g,
+            &format!("mp-g{}", i + 1),
+            &format!("192.0.2.1{}", i + 1),
+        );
+    }
+    let dir = Dir::new("mp");
+    let (an, bn) = ("198.51.100.0/24", "203.0.113.0/24");
+    let weights = [1, 2, 3];
+    let cfg_a = |with: &[bool; 3]| {
+        let mut s = iface("mp-esp-a", "198.51.100.1");
+        s += "\n[[connections]]\nname = \"wan\"\nlocal_addrs = [\"192.0.2.1\"]\ngateways = [\n";
+        for (i, w) in weights.iter().enumerate() {
+            s +=
+                &format!("  {{ name = \"gw{}\", address = \"192.0.2.1{}\", weight = {w} }},\n", i + 1, i + 1);
+        }
+        s += "]\nlocal = { auth = \"psk\", id = \"a.example\", psk_env = \"UNUSED\" }\n\
+              remote = { auth = \"psk\", id = \"*.example\" }\n\
+              [[connections.children]]\nname = \"bulk\"\nlocal_ts = [\"198.51.100.0/24\"]\nremote_ts = [\"203.0.113.0/24\"]\n";
+        for i in 0..3 {
+            let gw = format!("192.0.2.1{}", i + 1);
+            if with[i] {
+                let via = format!("child = \"wan/bulk\"\ngateway = \"gw{}\"\n", i + 1);
+                s += &sa(
+                    &format!("out{i}"),
+                    "out",
+                    0x3001 + i as u32,
+                    KEYS[i],
+                    "192.0.2.1",
+                    &gw,
+                    an,
+                    bn,
+                    &via,
+                );
+            }
+            s += &sa(&format!("in{i}"), "in", 0x4001 + i as u32, KEYS[i + 3], "192.0.2.1", &gw, an, bn, "");
+        }
+        s
+    };
+    let pa = dir.write("a.toml", &cfg_a(&[true; 3]));
+    let ea = Esptun::start(&a, &pa);
+    let mut daemons = Vec::new();
+    let mut rxs = Vec::new();
+    for (i, g) in gws.iter().enumerate() {
+        let me = format!("192.0.2.1{}", i + 1);
+        let text = iface(&format!("mp-esp-g{}", i + 1), "203.0.113.1")
+            + &sa("in", "in", 0x3001 + i as u32, KEYS[i], &me, "192.0.2.1", bn, an, "")
+            + &sa("out", "out", 0x4001 + i as u32, KEYS[i + 3], &me, "192.0.2.1", bn, an, "");
+        daemons.push(Esptun::start(g, &dir.write(&format!("g{}.toml", i + 1), &text)));
+        rxs.push(receiver(g, "203.0.113.1:9000"));
+    }
+    // 120 flows (source ports), 3 datagrams each, from A to the shared
+    // inner address every gateway has.
+    const FLOWS: u16 = 120;
+    let send_round = |round: u8| {
+        let socks: Vec<UdpSocket> =
+            (0..FLOWS).map(|f| sender(&a, &format!("198.51.100.1:{}", 20000 + f))).collect();
+        for k in 0..3u8 {
+            for s in &socks {
+                s.send_to(&[round, k], "203.0.113.1:9000").expect("send");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    send_round(1);
+    // Then take gw2 out: A reloads without its outbound SA (marked down).
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&pa, cfg_a(&[true, false, true])).unwrap();
+    ea.reload(1);
+    send_round(2);
+
+    // Which gateway each (round, flow) landed on; all 3 datagrams together.
+    let mut placed: HashMap<(u8, u16), usize> = HashMap::new();
+    for (gi, rx) in rxs.into_iter().enumerate() {
+        let mut counts: HashMap<(u8, u16), u8> = HashMap::new();
+        for (port, p) in rx.join().unwrap() {
+            *counts.entry((p[0], port - 20000)).or_default() += 1;
+        }
+        for (key, n) in counts {
+            assert_eq!(n, 3, "flow {key:?} split: {n} of 3 datagrams at gw{}", gi + 1);
+            assert!(placed.insert(key, gi).is_none(), "flow {key:?} reached two gateways");
+        }
+    }
+    let share = |round: u8, gi: usize| (0..FLOWS).filter(|f| placed.get(&(round, *f)) == Some(&gi)).count();
+    let first: Vec<usize> = (0..3).map(|g| share(1, g)).collect();
+    eprintln!("round 1 flows per gateway (weights 1:2:3): {first:?}");
+    assert_eq!(first.iter().sum::<usize>(), usize::from(FLOWS), "every flow arrived");
+    // Expected 20/40/60; bounds of about 3 standard deviations.
+    assert!(
+        (6..=36).contains(&first[0]) && (24..=58).contains(&first[1]) && (42..=78).contains(&first[2]),
+        "{first:?}"
+    );
+    for f in 0..FLOWS {
+        let (before, after) = (placed[&(1, f)], placed.get(&(2, f)).copied());
+        let after = after.unwrap_or_else(|| panic!("flow {f} lost after gw2 went down"));
+        assert_ne!(after, 1, "flow {f} still sent to the removed gateway");
+        if before != 1 {
+            assert_eq!(after, before, "flow {f} moved from gw{} though its gateway stayed", before + 1);
+        }
+    }
+    let _ = ea.stop();
+    for d in daemons {
+        let _ = d.stop();
+    }
+}
