@@ -39,6 +39,40 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// Longest sleep in `wait` (bounds the delay to see updates and stop).
 const WAIT_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// ICMP errors a worker sends per second at most, and the burst (Linux's
+/// defaults: net.ipv4.icmp_msgs_per_sec = 1000, icmp_msgs_burst = 50).
+const ICMP_PER_SEC: f64 = 1000.0;
+/// See [`ICMP_PER_SEC`].
+const ICMP_BURST: f64 = 50.0;
+
+/// A token bucket (time passed in, so it is testable without a clock).
+#[derive(Clone, Copy, Debug)]
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, burst: f64, now: Instant) -> TokenBucket {
+        TokenBucket { tokens: burst, rate, burst, last: now }
+    }
+
+    /// Takes one token if there is one at `now`.
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Settings of one worker.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -82,6 +116,8 @@ pub struct IoCounters {
     pub gso_sends: u64,
     /// TUN writes that carried a coalesced TCP super-packet.
     pub gro_writes: u64,
+    /// ICMP "too big" errors not sent: over the rate limit.
+    pub icmp_ratelimited: u64,
 }
 
 impl IoCounters {
@@ -97,10 +133,11 @@ impl IoCounters {
         self.offload_malformed += o.offload_malformed;
         self.gso_sends += o.gso_sends;
         self.gro_writes += o.gro_writes;
+        self.icmp_ratelimited += o.icmp_ratelimited;
     }
 
     /// The drop counters as (label, count).
-    pub fn drops(&self) -> [(&'static str, u64); 6] {
+    pub fn drops(&self) -> [(&'static str, u64); 7] {
         [
             ("udp_send", self.udp_send_drops),
             ("tun_write", self.tun_write_drops),
@@ -108,6 +145,7 @@ impl IoCounters {
             ("truncated", self.truncated),
             ("control_queue_full", self.control_queue_full),
             ("offload_malformed", self.offload_malformed),
+            ("icmp_ratelimited", self.icmp_ratelimited),
         ]
     }
 }
@@ -165,6 +203,7 @@ pub struct Worker {
     /// `vnet`: TUN writes (virtio header + packet or super-packet).
     tun_out: PacketBatch,
     coalescer: Coalescer,
+    icmp: TokenBucket,
     side: PacketBatch,
     out_v: Vec<OutVerdict>,
     in_v: Vec<InVerdict>,
@@ -204,6 +243,7 @@ impl Worker {
             gso_out: sized(cfg.gso, 8, big),
             tun_out: sized(cfg.vnet, 8, big),
             coalescer: Coalescer::default(),
+            icmp: TokenBucket::new(ICMP_PER_SEC, ICMP_BURST, Instant::now()),
             side: small(b.max(8)),
             out_v: vec![OutVerdict::Bypass; b],
             in_v: vec![InVerdict::Control; b],
@@ -317,7 +357,10 @@ impl Worker {
                     k += 1;
                 }
                 OutVerdict::Reply => {
-                    if let Some(p) = batch.packet(i) {
+                    // The clock is read only here, on the rare error path.
+                    if !self.icmp.take(Instant::now()) {
+                        self.counters.icmp_ratelimited += 1;
+                    } else if let Some(p) = batch.packet(i) {
                         push_tun(&mut self.side, p, self.cfg.vnet);
                     }
                 }
@@ -669,4 +712,22 @@ fn wait_writable(io: &mut AnyIo, what: Interest, deadline: &mut Option<Instant>)
 fn is_fatal(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT))
         || e.kind() == io::ErrorKind::NotConnected
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icmp_bucket_allows_the_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1000.0, 50.0, t0);
+        assert_eq!((0..100).filter(|_| b.take(t0)).count(), 50, "burst");
+        let t1 = t0 + Duration::from_millis(10);
+        assert_eq!((0..100).filter(|_| b.take(t1)).count(), 10, "1000/s for 10 ms");
+        let t2 = t1 + Duration::from_secs(5);
+        assert_eq!((0..100).filter(|_| b.take(t2)).count(), 50, "refill capped at the burst");
+        // A clock that goes backwards takes nothing and adds nothing.
+        assert!(!(0..10).all(|_| b.take(t0)));
+    }
 }
