@@ -142,7 +142,14 @@ pub fn complete_checksum(hdr: &VnetHdr, packet: &mut [u8]) -> Result<(), VnetErr
         return Err(VnetError::BadChecksumOffsets);
     }
     let covered = packet.get(start..).ok_or(VnetError::BadChecksumOffsets)?;
-    let csum = !checksum::fold(checksum::sum(covered, 0));
+    // A sum that folds to 0 is sent as 0xffff (the same value in ones'
+    // complement): for UDP a zero field means "no checksum", which IPv6
+    // forbids (RFC 8200 §8.1) and receivers drop. Linux's
+    // skb_checksum_help does the same (CSUM_MANGLED_0).
+    let csum = match !checksum::fold(checksum::sum(covered, 0)) {
+        0 => 0xffff,
+        c => c,
+    };
     let slot = packet.get_mut(field..field + 2).ok_or(VnetError::BadChecksumOffsets)?;
     slot.copy_from_slice(&csum.to_be_bytes());
     Ok(())
@@ -151,6 +158,18 @@ pub fn complete_checksum(hdr: &VnetHdr, packet: &mut [u8]) -> Result<(), VnetErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checksum_of_zero_is_sent_as_ffff() {
+        // UDP header whose partial sum makes the final checksum 0: with
+        // the field holding 0xffff (pseudo sum) and all other words 0,
+        // the total folds to 0xffff, whose complement is 0.
+        let mut p = [0u8; 8];
+        p[6..8].copy_from_slice(&0xffffu16.to_be_bytes());
+        let h = VnetHdr { flags: VnetHdr::NEEDS_CSUM, csum_start: 0, csum_offset: 6, ..VnetHdr::NONE };
+        complete_checksum(&h, &mut p).unwrap();
+        assert_eq!(&p[6..8], &[0xff, 0xff]);
+    }
 
     #[test]
     fn parse_tso4_header_by_hand() {
