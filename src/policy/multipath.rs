@@ -226,6 +226,38 @@ mod tests {
         }
     }
 
+    /// Removing a gateway from the configuration (a reload builds a new
+    /// group without it) places flows exactly as marking it down does: only
+    /// its flows move, by gateway identity; putting it back restores all.
+    #[test]
+    fn removed_by_reload_equals_down() {
+        let specs: Vec<_> = (1..=4).map(|w| GatewaySpec { id: 100 + u64::from(w), weight: w }).collect();
+        let full = GatewayGroup::new(&specs).unwrap();
+        let id_of = |g: &GatewayGroup, h: u64| g.pick(h).and_then(|i| g.spec(i)).map(|s| s.id);
+        let flows: Vec<u64> = (0..100_000u64).map(|i| mix(i ^ 0x5555)).collect();
+        for gone in 0..4 {
+            let rest: Vec<_> =
+                specs.iter().enumerate().filter(|(i, _)| *i != gone).map(|(_, s)| *s).collect();
+            let reloaded = GatewayGroup::new(&rest).unwrap();
+            let mut moved = 0;
+            for &h in &flows {
+                let (before, after) = (id_of(&full, h), id_of(&reloaded, h));
+                if before == Some(specs[gone].id) {
+                    assert_ne!(after, before);
+                    moved += 1;
+                } else {
+                    assert_eq!(after, before, "a flow of another gateway moved");
+                }
+                full.set_up(gone, false);
+                assert_eq!(id_of(&full, h), after, "reload and down disagree");
+                full.set_up(gone, true);
+            }
+            assert!(moved > 0);
+            let back = GatewayGroup::new(&specs).unwrap();
+            assert!(flows.iter().all(|&h| id_of(&back, h) == id_of(&full, h)), "putting it back restores");
+        }
+    }
+
     #[test]
     fn ids_are_stable_and_distinct() {
         assert_eq!(gateway_id(b"192.0.2.1:4500"), gateway_id(b"192.0.2.1:4500"));
