@@ -650,50 +650,41 @@ fn hand_to_control(tx: &Sender<ControlDatagram>, from: SocketAddr, p: &[u8], c: 
     }
 }
 
-/// Sends `batch` whole; waits up to [`SEND_PATIENCE`] for room, then drops
-/// what is left (counted). Only errors of the socket itself are returned.
+/// Sends `batch` whole over UDP; see [`drain`].
 fn send_all(io: &mut AnyIo, batch: &PacketBatch, drops: &mut u64) -> io::Result<()> {
-    let mut from = 0;
-    let mut deadline: Option<Instant> = None;
-    while from < batch.len() {
-        match io.send_udp(batch, from) {
-            Ok(0) | Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                *drops += (batch.len() - from) as u64;
-                return Ok(());
-            }
-            Ok(0) => wait_writable(io, Interest { udp_write: true, ..Interest::default() }, &mut deadline)?,
-            Ok(k) => from += k,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_writable(io, Interest { udp_write: true, ..Interest::default() }, &mut deadline)?
-            }
-            Err(e) if is_fatal(&e) => return Err(e),
-            Err(_) => {
-                // About this datagram (no route, message too long, ...).
-                *drops += 1;
-                from += 1;
-            }
-        }
-    }
-    Ok(())
+    drain(io, batch, drops, Interest { udp_write: true, ..Interest::default() }, AnyIo::send_udp)
 }
 
-/// Writes `batch` whole to the TUN queue, like [`send_all`].
+/// Writes `batch` whole to the TUN queue; see [`drain`].
 fn write_all_tun(io: &mut AnyIo, batch: &PacketBatch, drops: &mut u64) -> io::Result<()> {
+    drain(io, batch, drops, Interest { tun_write: true, ..Interest::default() }, AnyIo::write_tun)
+}
+
+/// Runs `op` (a send-side [`PacketIo`] call) until the whole batch went
+/// out; waits up to [`SEND_PATIENCE`] for `room`, then drops what is left
+/// (counted). An error about one packet drops it and goes on; only errors
+/// of the fd itself are returned.
+fn drain(
+    io: &mut AnyIo,
+    batch: &PacketBatch,
+    drops: &mut u64,
+    room: Interest,
+    op: fn(&mut AnyIo, &PacketBatch, usize) -> io::Result<usize>,
+) -> io::Result<()> {
     let mut from = 0;
     let mut deadline: Option<Instant> = None;
     while from < batch.len() {
-        match io.write_tun(batch, from) {
+        match op(io, batch, from) {
             Ok(0) | Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
                 *drops += (batch.len() - from) as u64;
                 return Ok(());
             }
-            Ok(0) => wait_writable(io, Interest { tun_write: true, ..Interest::default() }, &mut deadline)?,
+            Ok(0) => wait_writable(io, room, &mut deadline)?,
             Ok(k) => from += k,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_writable(io, Interest { tun_write: true, ..Interest::default() }, &mut deadline)?
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(io, room, &mut deadline)?,
             Err(e) if is_fatal(&e) => return Err(e),
             Err(_) => {
+                // About this packet (no route, message too long, ...).
                 *drops += 1;
                 from += 1;
             }
