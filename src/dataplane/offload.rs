@@ -10,7 +10,10 @@
 //! semantics are Linux's `virtio_net_hdr`).
 
 use super::vnet::{GsoType, VNET_HDR_LEN, VnetHdr};
-use crate::wire::checksum;
+use crate::wire::tcp::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
+use crate::wire::{be16, be32, checksum};
+
+const TCP_PROTO: u8 = crate::wire::proto::TCP;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Why a packet cannot be split or coalesced.
@@ -25,24 +28,6 @@ pub enum OffloadError {
     /// The destination buffer is too small for the segment.
     #[error("segment does not fit the buffer")]
     NoRoom,
-}
-
-const TCP_PROTO: u8 = 6;
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const PSH: u8 = 0x08;
-const ACK: u8 = 0x10;
-const URG: u8 = 0x20;
-const ECE: u8 = 0x40;
-const CWR: u8 = 0x80;
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// The layout of a TCP packet: IP version, L4 offset, header length.
