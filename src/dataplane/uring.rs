@@ -17,7 +17,8 @@
 //! fd does not cost a full batch of `-EAGAIN` completions. With offloads a
 //! TUN read or a GRO receive carries up to 64 KiB, so a few SQEs are enough:
 //! a floor of 2 instead of 8 gave +40 % single-stream TCP here (interleaved
-//! iperf3 runs, 2026-12-04, 2.0 -> 2.9 Gbit/s under load average 5).
+//! iperf3 runs in the `scripts/demo --io uring` setup, 2026-12-04, 2.0 ->
+//! 2.9 Gbit/s under load average 5).
 //!
 //! Not used (yet): provided-buffer rings and multishot receive. They need
 //! buffers owned by the ring rather than by the caller's batch; the trait
@@ -139,6 +140,112 @@ impl UringIo {
         Ok(())
     }
 
+    /// Receives into `tun` (TUN reads) and/or `udp` (RecvMsg) with one
+    /// `io_uring_enter` for both; each batch is filled from slot 0 with
+    /// what was ready. An error is returned only when nothing arrived.
+    fn receive(
+        &mut self,
+        mut tun: Option<&mut PacketBatch>,
+        mut udp: Option<&mut PacketBatch>,
+    ) -> io::Result<(usize, usize)> {
+        let cap =
+            if tun.is_some() && udp.is_some() { RING_ENTRIES as usize / 2 } else { RING_ENTRIES as usize };
+        let mut err = None;
+        // TUN: through the ring when it takes RWF_NOWAIT, else plain reads.
+        let (mut tfd, mut nt, mut recv_len) = (types::Fd(-1), 0, 0u32);
+        if let Some(b) = tun.as_deref_mut() {
+            b.clear();
+            let q = self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?;
+            if self.tun_nowait {
+                (tfd, nt) = (types::Fd(q.as_raw_fd()), self.tun_batch.min(b.capacity()).min(cap));
+                recv_len = u32::try_from(b.recv_len()).unwrap_or(u32::MAX);
+            } else if let Err(e) = q.read_batch(b) {
+                err = Some(e);
+            }
+        }
+        let mut ptrs = [std::ptr::null_mut::<u8>(); RING_ENTRIES as usize];
+        if let Some(b) = tun.as_deref_mut() {
+            for (i, p) in ptrs.iter_mut().enumerate().take(nt) {
+                *p = b.recv_ptr(i);
+            }
+        }
+        let (mut ufd, mut nu) = (types::Fd(-1), 0);
+        if let Some(b) = udp.as_deref_mut() {
+            b.clear();
+            ufd = types::Fd(self.udp.as_ref().ok_or_else(|| not_connected("UDP socket"))?.as_raw_fd());
+            nu = self.udp_batch.min(b.capacity()).min(cap);
+            self.scratch.prepare_recv(b, nu);
+        }
+        if nt + nu > 0 {
+            // SAFETY: SQEs 0..nt point at slots of `tun`, nt..nt+nu at
+            // scratch headers (and through them at slots of `udp`); all are
+            // exclusively borrowed until `run` returns after reaping every
+            // completion.
+            unsafe {
+                self.run(nt + nu, |i, s| {
+                    if i < nt {
+                        opcode::Read::new(tfd, ptrs[i], recv_len).rw_flags(libc::RWF_NOWAIT).build()
+                    } else {
+                        opcode::RecvMsg::new(ufd, &raw mut s.hdrs[i - nt].msg_hdr)
+                            .flags(libc::MSG_DONTWAIT as u32)
+                            .build()
+                    }
+                })?;
+            }
+        }
+        let mut gt = tun.as_deref().map_or(0, PacketBatch::len);
+        let mut no_nowait = false;
+        if let Some(b) = tun.as_deref_mut().filter(|_| nt > 0) {
+            for i in 0..nt {
+                match cqe_len(self.results[i]) {
+                    Ok(len) => {
+                        b.set_received(i, PacketMeta { len, ..PacketMeta::EMPTY });
+                        if i != gt {
+                            b.move_slot(i, gt);
+                        }
+                        gt += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // A kernel whose TUN lacks FMODE_NOWAIT: never submit a
+                    // TUN op that could block holding the caller's buffer.
+                    Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => no_nowait = true,
+                    Err(e) => err = err.or(Some(e)),
+                }
+            }
+            self.tun_batch = Self::adapt(nt, gt, b.capacity().min(cap));
+            b.set_len(gt);
+        }
+        let mut gu = 0;
+        if let Some(b) = udp {
+            for i in 0..nu {
+                match cqe_len(self.results[nt + i]) {
+                    Ok(len) => {
+                        self.scratch.finish_recv(i, len, b);
+                        if i != gu {
+                            b.move_slot(i, gu);
+                        }
+                        gu += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => err = err.or(Some(e)),
+                }
+            }
+            self.udp_batch = Self::adapt(nu, gu, b.capacity().min(cap));
+            b.set_len(gu);
+        }
+        if no_nowait {
+            // From now on plain reads; this turn's read happens at once.
+            self.tun_nowait = false;
+            if let (Some(b), Some(q)) = (tun.filter(|_| gt == 0), self.tun.as_ref()) {
+                gt = q.read_batch(b).unwrap_or(0);
+            }
+        }
+        match err {
+            Some(e) if gt == 0 && gu == 0 => Err(e),
+            _ => Ok((gt, gu)),
+        }
+    }
+
     /// Next adaptive batch size after a batch of `size` returned `got`.
     fn adapt(size: usize, got: usize, cap: usize) -> usize {
         let next = if got == size { size * 2 } else { (got * 2).max(MIN_BATCH) };
@@ -153,42 +260,7 @@ fn cqe_len(r: i32) -> io::Result<usize> {
 
 impl PacketIo for UringIo {
     fn recv_udp(&mut self, batch: &mut PacketBatch) -> io::Result<usize> {
-        batch.clear();
-        let fd = types::Fd(self.udp.as_ref().ok_or_else(|| not_connected("UDP socket"))?.as_raw_fd());
-        let n = self.udp_batch.min(batch.capacity()).min(RING_ENTRIES as usize);
-        if n == 0 {
-            return Ok(0);
-        }
-        self.scratch.prepare_recv(batch, n);
-        // SAFETY: each SQE points at scratch header `i` (and through it at
-        // slot `i` of `batch`), all exclusively borrowed until `run` returns
-        // after reaping every completion.
-        unsafe {
-            self.run(n, |i, s| {
-                opcode::RecvMsg::new(fd, &raw mut s.hdrs[i].msg_hdr).flags(libc::MSG_DONTWAIT as u32).build()
-            })?;
-        }
-        let mut got = 0;
-        let mut first_err = None;
-        for i in 0..n {
-            match cqe_len(self.results[i]) {
-                Ok(len) => {
-                    self.scratch.finish_recv(i, len, batch);
-                    if i != got {
-                        batch.move_slot(i, got);
-                    }
-                    got += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => first_err = first_err.or(Some(e)),
-            }
-        }
-        self.udp_batch = Self::adapt(n, got, batch.capacity());
-        batch.set_len(got);
-        match first_err {
-            Some(e) if got == 0 => Err(e),
-            _ => Ok(got),
-        }
+        self.receive(None, Some(batch)).map(|(_, u)| u)
     }
 
     fn send_udp(&mut self, batch: &PacketBatch, from: usize) -> io::Result<usize> {
@@ -220,123 +292,11 @@ impl PacketIo for UringIo {
     }
 
     fn read_both(&mut self, tun: &mut PacketBatch, udp: &mut PacketBatch) -> io::Result<(usize, usize)> {
-        let fds = self.tun.as_ref().zip(self.udp.as_ref()).map(|(t, u)| (t.as_raw_fd(), u.as_raw_fd()));
-        let Some((tfd, ufd)) = fds.filter(|_| self.tun_nowait) else {
-            return Ok((self.read_tun(tun)?, self.recv_udp(udp)?));
-        };
-        tun.clear();
-        udp.clear();
-        let (tfd, ufd) = (types::Fd(tfd), types::Fd(ufd));
-        let half = RING_ENTRIES as usize / 2;
-        let nt = self.tun_batch.min(tun.capacity()).min(half);
-        let nu = self.udp_batch.min(udp.capacity()).min(half);
-        let recv_len = u32::try_from(tun.recv_len()).unwrap_or(u32::MAX);
-        let mut ptrs = [std::ptr::null_mut::<u8>(); RING_ENTRIES as usize / 2];
-        for (i, p) in ptrs.iter_mut().enumerate().take(nt) {
-            *p = tun.recv_ptr(i);
-        }
-        self.scratch.prepare_recv(udp, nu);
-        // SAFETY: SQEs 0..nt point at slots of `tun`, nt..nt+nu at scratch
-        // headers (and through them at slots of `udp`); all are exclusively
-        // borrowed until `run` returns after reaping every completion.
-        unsafe {
-            self.run(nt + nu, |i, s| {
-                if i < nt {
-                    opcode::Read::new(tfd, ptrs[i], recv_len).rw_flags(libc::RWF_NOWAIT).build()
-                } else {
-                    opcode::RecvMsg::new(ufd, &raw mut s.hdrs[i - nt].msg_hdr)
-                        .flags(libc::MSG_DONTWAIT as u32)
-                        .build()
-                }
-            })?;
-        }
-        let (mut gt, mut gu) = (0, 0);
-        let mut err = None;
-        for i in 0..nt {
-            match cqe_len(self.results[i]) {
-                Ok(len) => {
-                    tun.set_received(i, PacketMeta { len, ..PacketMeta::EMPTY });
-                    if i != gt {
-                        tun.move_slot(i, gt);
-                    }
-                    gt += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.tun_nowait = false,
-                Err(e) => err = err.or(Some(e)),
-            }
-        }
-        for i in 0..nu {
-            match cqe_len(self.results[nt + i]) {
-                Ok(len) => {
-                    self.scratch.finish_recv(i, len, udp);
-                    if i != gu {
-                        udp.move_slot(i, gu);
-                    }
-                    gu += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => err = err.or(Some(e)),
-            }
-        }
-        self.tun_batch = Self::adapt(nt, gt, tun.capacity().min(half));
-        self.udp_batch = Self::adapt(nu, gu, udp.capacity().min(half));
-        tun.set_len(gt);
-        udp.set_len(gu);
-        match err {
-            Some(e) if gt == 0 && gu == 0 => Err(e),
-            _ => Ok((gt, gu)),
-        }
+        self.receive(Some(tun), Some(udp))
     }
 
     fn read_tun(&mut self, batch: &mut PacketBatch) -> io::Result<usize> {
-        batch.clear();
-        let tun = self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?;
-        if !self.tun_nowait {
-            return tun.read_batch(batch);
-        }
-        let fd = types::Fd(tun.as_raw_fd());
-        let n = self.tun_batch.min(batch.capacity()).min(RING_ENTRIES as usize);
-        if n == 0 {
-            return Ok(0);
-        }
-        let recv_len = u32::try_from(batch.recv_len()).unwrap_or(u32::MAX);
-        let mut ptrs = [std::ptr::null_mut::<u8>(); RING_ENTRIES as usize];
-        for (i, p) in ptrs.iter_mut().enumerate().take(n) {
-            *p = batch.recv_ptr(i);
-        }
-        // SAFETY: each SQE points at slot `i` of `batch`, exclusively
-        // borrowed until `run` returns after reaping every completion.
-        unsafe {
-            self.run(n, |i, _| opcode::Read::new(fd, ptrs[i], recv_len).rw_flags(libc::RWF_NOWAIT).build())?
-        };
-        let mut got = 0;
-        let mut first_err = None;
-        for i in 0..n {
-            match cqe_len(self.results[i]) {
-                Ok(len) => {
-                    batch.set_received(i, PacketMeta { len, ..PacketMeta::EMPTY });
-                    if i != got {
-                        batch.move_slot(i, got);
-                    }
-                    got += 1;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => first_err = first_err.or(Some(e)),
-            }
-        }
-        if got == 0 && first_err.as_ref().and_then(io::Error::raw_os_error) == Some(libc::EOPNOTSUPP) {
-            // Kernel whose TUN lacks FMODE_NOWAIT: never submit a TUN op that
-            // could block holding the caller's buffer; use plain syscalls.
-            self.tun_nowait = false;
-            return self.read_tun(batch);
-        }
-        self.tun_batch = Self::adapt(n, got, batch.capacity());
-        batch.set_len(got);
-        match first_err {
-            Some(e) if got == 0 => Err(e),
-            _ => Ok(got),
-        }
+        self.receive(Some(batch), None).map(|(t, _)| t)
     }
 
     fn write_tun(&mut self, batch: &PacketBatch, from: usize) -> io::Result<usize> {
