@@ -12,15 +12,19 @@
 //! namespaces and daemons are removed on drop, also when a test fails.
 
 mod common;
+mod tunnel;
 
 use esptun::dataplane::netns::NetNs;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tunnel::{Daemon, Io};
+
+/// `esptun run` on `config` in `ns` with two workers (the shared harness).
+fn esptun(ns: &NetNs, label: &str, config: &Path) -> Daemon {
+    Daemon::start(ns, label, config, Io::Syscall, &["--workers", "2"])
+}
 
 const KEYS: [&str; 8] = [
     "000102030405060708090a0b0c0d0e0f10111213",
@@ -32,88 +36,6 @@ const KEYS: [&str; 8] = [
     "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3",
     "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3",
 ];
-
-/// `esptun run` in a namespace; SIGKILLed on drop unless stopped.
-struct Esptun {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    done: bool,
-}
-
-impl Esptun {
-    fn start(ns: &NetNs, config: &Path) -> Esptun {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_esptun"), "run", "-c"])
-            .arg(config)
-            .args(["--seconds", "60", "--workers", "2"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn esptun");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (l, err) = (log.clone(), child.stderr.take().expect("stderr"));
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                l.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let e = Esptun { child, log, done: false };
-        e.wait_log(" up (mtu ", 1);
-        e
-    }
-
-    /// Waits (10 s at most) until `needle` appeared `n` times on stderr.
-    fn wait_log(&self, needle: &str, n: usize) {
-        let t = Instant::now();
-        while self.log.lock().unwrap().matches(needle).count() < n {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "no {needle:?} x{n} from esptun:\n{}",
-                self.log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own unreaped child (`ip netns exec` execs
-        // esptun, so this is esptun's pid).
-        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, sig) }, 0);
-    }
-
-    /// SIGHUP, then waits for reload number `n` to be confirmed.
-    fn reload(&self, n: usize) {
-        self.signal(libc::SIGHUP);
-        self.wait_log("esptun: reloaded ", n);
-    }
-
-    /// SIGTERM; returns the summary line.
-    fn stop(mut self) -> String {
-        self.signal(libc::SIGTERM);
-        let t = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "esptun did not stop");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        self.done = true;
-        let mut out = String::new();
-        self.child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read stdout");
-        assert!(status.success(), "esptun failed: {status}\n{}", self.log.lock().unwrap());
-        out
-    }
-}
-
-impl Drop for Esptun {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// A scratch directory removed on drop.
 struct Dir(PathBuf);
@@ -239,8 +161,8 @@ fn rekey_by_reload_loses_nothing() {
     };
     let pa = dir.write("a.toml", &cfg_a(0));
     let pb = dir.write("b.toml", &cfg_b(0));
-    let ea = Esptun::start(&a, &pa);
-    let eb = Esptun::start(&b, &pb);
+    let mut ea = esptun(&a, "A", &pa);
+    let mut eb = esptun(&b, "B", &pb);
 
     // Numbered streams both ways, 1 datagram per ms for 3 s.
     const N: u32 = 3000;
@@ -287,18 +209,12 @@ fn rekey_by_reload_loses_nothing() {
             N as usize - got.len()
         );
     }
-    let (sa_line, sb_line) = (ea.stop(), eb.stop());
+    let (sa_a, sa_b) = (ea.stop(), eb.stop());
     // Only the new inbound SAs are left, and they carried traffic.
-    for (line, new_spi, old_spi) in [(&sa_line, 0x2002, 0x1002), (&sb_line, 0x2001, 0x1001)] {
-        let new = format!("sa in {new_spi:#010x} ");
-        let pkts: u64 = line
-            .split(&new)
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no counter for {new}in {line}"));
-        assert!(pkts > 100, "the new SA carried only {pkts} packets: {line}");
-        assert!(!line.contains(&format!("{old_spi:#010x}")), "old inbound SA still installed: {line}");
+    for (sum, new_spi, old_spi) in [(&sa_a, 0x2002, 0x1002), (&sa_b, 0x2001, 0x1001)] {
+        let pkts = sum.sa_in.get(&new_spi).copied().unwrap_or(0);
+        assert!(pkts > 100, "the new SA {new_spi:#x} carried only {pkts} packets: {}", sum.line);
+        assert!(!sum.sa_in.contains_key(&old_spi), "old inbound SA still installed: {}", sum.line);
     }
 }
 
@@ -354,7 +270,7 @@ fn multipath_spreads_flows_and_a_removed_gateway_moves_only_its_own() {
         s
     };
     let pa = dir.write("a.toml", &cfg_a(&[true; 3]));
-    let ea = Esptun::start(&a, &pa);
+    let mut ea = esptun(&a, "A", &pa);
     let mut daemons = Vec::new();
     let mut rxs = Vec::new();
     for (i, g) in gws.iter().enumerate() {
@@ -362,7 +278,7 @@ fn multipath_spreads_flows_and_a_removed_gateway_moves_only_its_own() {
         let text = iface(&format!("mp-esp-g{}", i + 1), "203.0.113.1")
             + &sa("in", "in", 0x3001 + i as u32, KEYS[i], &me, "192.0.2.1", bn, an, "")
             + &sa("out", "out", 0x4001 + i as u32, KEYS[i + 3], &me, "192.0.2.1", bn, an, "");
-        daemons.push(Esptun::start(g, &dir.write(&format!("g{}.toml", i + 1), &text)));
+        daemons.push(esptun(g, &format!("G{}", i + 1), &dir.write(&format!("g{}.toml", i + 1), &text)));
         rxs.push(receiver(g, "203.0.113.1:9000"));
     }
     // 120 flows (source ports), 3 datagrams each, from A to the shared
@@ -415,7 +331,7 @@ fn multipath_spreads_flows_and_a_removed_gateway_moves_only_its_own() {
         }
     }
     let _ = ea.stop();
-    for d in daemons {
+    for mut d in daemons {
         let _ = d.stop();
     }
 }

@@ -353,7 +353,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn start(ns: &NetNs, label: &str, config: &std::path::Path, io: Io, extra: &[&str]) -> Daemon {
+    /// Starts `esptun run -c CONFIG --io IO EXTRA...` in `ns`; returns once
+    /// it printed its start line.
+    pub fn start(ns: &NetNs, label: &str, config: &std::path::Path, io: Io, extra: &[&str]) -> Daemon {
         let child = Command::new("ip")
             .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_esptun"), "run", "-c"])
             .arg(config)
@@ -415,6 +417,24 @@ impl Daemon {
                 false
             }
             Err(_) => false,
+        }
+    }
+
+    /// Sends SIGHUP and waits (10 s at most) until the daemon confirmed
+    /// its `n`-th reload on stderr.
+    pub fn reload(&mut self, n: usize) {
+        assert!(self.alive(), "esptun {} died before the reload:\n{}", self.label, self.log());
+        // SAFETY: as in `stop`, our own child, not reaped yet.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) }, 0);
+        let start = Instant::now();
+        while self.log().matches("esptun: reloaded ").count() < n {
+            assert!(
+                start.elapsed() < DAEMON_DEADLINE,
+                "esptun {}: reload {n} not confirmed:\n{}",
+                self.label,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
