@@ -19,12 +19,12 @@ use crate::dataplane::udp::{UdpConfig, UdpGroup, attach_spi_steering};
 use crate::dataplane::worker::{Worker, WorkerConfig, WorkerStats};
 use crate::engine::{Engine, EngineConfig, Update};
 use crate::esp::{DscpMode, InboundSa, OutboundSa, OuterPath, SaConfig};
-use crate::policy::compile::{CompiledPolicy, compile};
+use crate::policy::compile::compile;
 use crate::policy::config::{
     Config, Direction, FlowHashMode, Interface, IoChoice, OuterDscp, StaticSa, Target,
 };
 use crate::policy::multipath::{GatewayGroup, GatewayIdx, GatewaySpec, gateway_id};
-use crate::policy::spd::ChildId;
+use crate::policy::spd::{ChildId, Spd};
 use crossbeam_channel::Sender;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -242,7 +242,8 @@ struct Plan {
     mtu: u16,
     path_mtu: u16,
     routes: Vec<(IpAddr, u8)>,
-    policy: CompiledPolicy,
+    /// The compiled SPD, shared by every engine.
+    spd: Arc<Spd>,
     groups: Vec<GroupPlan>,
     outbound: Vec<OutPlan>,
     /// Inbound SA configs with their entries (each engine builds its own
@@ -364,7 +365,8 @@ impl Plan {
             Some(r) => r.clone(),
             None => policy.tunnel_destinations().iter().flat_map(routes::range_to_prefixes).collect(),
         };
-        Ok(Plan { workers, local, mtu, path_mtu, routes, policy, groups, outbound, inbound })
+        let spd = Arc::new(policy.to_spd().map_err(|e| format!("policy: {e}"))?);
+        Ok(Plan { workers, local, mtu, path_mtu, routes, spd, groups, outbound, inbound })
     }
 
     /// Whether worker `i` owns inbound SPI `spi` (the steering program
@@ -397,7 +399,7 @@ impl Plan {
                 u.push(Update::Outbound { child: g.child, gateway: idx, sa });
             }
         }
-        u.push(Update::Policy(Arc::new(self.policy.to_spd().map_err(|e| format!("policy: {e}"))?)));
+        u.push(Update::Policy(self.spd.clone()));
         if let Some(p) = prev {
             for g in p.groups.iter().filter(|g| !self.groups.iter().any(|n| n.child == g.child)) {
                 u.push(Update::RemoveChild(g.child));
@@ -413,9 +415,8 @@ impl Plan {
 
     /// The engine of worker `i`, already holding its SAs.
     fn engine(&self, i: usize) -> Result<Engine, String> {
-        let spd = Arc::new(self.policy.to_spd().map_err(|e| format!("policy: {e}"))?);
         let ecfg = EngineConfig { path_mtu: self.path_mtu.into(), ..EngineConfig::default() };
-        let mut e = Engine::new(ecfg, spd);
+        let mut e = Engine::new(ecfg, self.spd.clone());
         e.apply(Update::Many(self.updates(i, None)?));
         Ok(e)
     }
