@@ -5,7 +5,8 @@
 //!   the per-SA counters show the traffic moved to the new SPIs;
 //! - multipath: three gateway namespaces behind one weighted group; flows
 //!   spread over all three, every flow sticks to one gateway, and taking a
-//!   gateway out (reload without its SA) moves only that gateway's flows.
+//!   gateway out (reload without its SA) moves only that gateway's flows;
+//! - NAT keepalives and IKE reach the control thread's socket.
 //!
 //! Root only (skips with a reason otherwise; fails under ESPTUN_STRICT=1).
 //! Documentation addresses only; every loop is bounded in count and time;
@@ -334,4 +335,52 @@ fn multipath_spreads_flows_and_a_removed_gateway_moves_only_its_own() {
     for mut d in daemons {
         let _ = d.stop();
     }
+}
+
+/// NAT keepalives and IKE messages sent to a running daemon's UDP port
+/// reach the control thread's socket (the steering program's control
+/// index), not a worker: they are counted (keepalives, ike, drop
+/// ike_unhandled: IKE is not negotiated yet), the control socket logs the
+/// IKE sender, and the tunnel keeps carrying ESP on both workers.
+#[test]
+fn keepalives_and_ike_go_to_the_control_socket() {
+    if !common::root_tests_enabled() || !common::tool("ping", "-V") {
+        return;
+    }
+    let pair = tunnel::Pair::new("ctl", tunnel::Fam::V4);
+    pair.b.ip(&["addr", "add", &format!("{}/24", tunnel::C_OUTER4), "dev", "veth-b"]).unwrap();
+    let (mut a, mut b) = pair.start_both(&[tunnel::Fam::V4], Io::Syscall);
+    let ia = tunnel::inner(tunnel::Fam::V4, true);
+    assert_eq!(tunnel::traffic::ping(&pair.b, ia, 2).received, 2, "tunnel up");
+    let sock = pair.b.run(|| UdpSocket::bind((tunnel::C_OUTER4, 0))).unwrap().unwrap();
+    let target = SocketAddr::new(tunnel::A_OUTER4.into(), 4500);
+    // An IKE_SA_INIT-like header behind the non-ESP marker; SPIs of
+    // different residues so a hash or SPI mod 2 would spread them.
+    let ike =
+        |spi: u8| [0, 0, 0, 0, spi, 1, 2, 3, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0x21, 0x20, 0x22, 0x08];
+    for i in 0..5u8 {
+        sock.send_to(&[0xff], target).unwrap();
+        if i < 3 {
+            sock.send_to(&ike(i), target).unwrap();
+        }
+    }
+    // The control thread serves its socket every 50 ms at the latest.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(tunnel::traffic::ping(&pair.b, ia, 2).received, 2, "tunnel still up");
+    let sa = a.stop();
+    let _ = b.stop();
+    assert_eq!((sa.keepalives, sa.ike), (5, 3), "A: {}", sa.line);
+    assert_eq!(sa.drop("ike_unhandled"), 3, "A: {}", sa.line);
+    assert_eq!(sa.drop("nat_keepalive"), 5, "A: {}", sa.line);
+    assert_eq!(
+        sa.unexpected_drops(&["ike_unhandled", "nat_keepalive"]),
+        Vec::<String>::new(),
+        "A: {}",
+        sa.line
+    );
+    let log = a.log();
+    assert!(
+        log.contains(&format!("IKE message from {}:", tunnel::C_OUTER4)),
+        "the control socket saw the IKE sender:\n{log}"
+    );
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`run`]: `esptun run -c FILE` (static SAs): devices, SAs, workers.
 //! - [`routes`]: policy destinations as prefixes, `ip route` into the TUN.
+//! - [`socket`]: the control thread's UDP socket (keepalives, IKE).
 
 pub mod routes;
 pub mod run;
+pub mod socket;

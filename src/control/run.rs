@@ -3,9 +3,10 @@
 //!
 //! Bring-up, in order: validate the file and compile the policy; build the
 //! SAs (keys read from their files now); bind the UDP group (one socket per
-//! worker, SO_REUSEPORT) on the SAs' local address and port and attach the
-//! SPI steering program, so the worker `SPI mod N` receives each inbound
-//! SA's packets; open the multi-queue TUN device (one queue per worker)
+//! worker and one for the control thread, SO_REUSEPORT) on the SAs' local
+//! address and port and attach the SPI steering program, so the worker
+//! `SPI mod N` receives each inbound SA's packets and the control thread
+//! NAT keepalives and IKE (`super::socket`); open the multi-queue TUN device (one queue per worker)
 //! with its addresses and MTU; add the routes; start one pinned worker per
 //! queue, each with its own engine that already holds its SAs.
 //!
@@ -13,6 +14,7 @@
 //! `[[static_sas]]` carry traffic.
 
 use super::routes;
+use super::socket::ControlSocket;
 use crate::dataplane::backend::{AnyIo, BackendChoice, BackendKind};
 use crate::dataplane::tun::{TunConfig, TunDevice};
 use crate::dataplane::udp::{UdpConfig, UdpGroup, attach_spi_steering};
@@ -94,15 +96,18 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     };
     let n = plan.workers;
 
-    // UDP: one socket per worker, steered by SPI.
-    let mut ucfg = UdpConfig::new(plan.local, n);
+    // UDP: one socket per worker, steered by SPI, and the control
+    // thread's socket last (keepalives, IKE).
+    let mut ucfg = UdpConfig::new(plan.local, n + 1);
     ucfg.gso = iface.offloads;
     ucfg.gro = iface.offloads;
     let group = UdpGroup::bind(&ucfg).map_err(|e| format!("cannot bind UDP {}: {e}", plan.local))?;
     let udp_features = group.features();
-    if n > 1 {
-        attach_spi_steering(group.sockets(), n as u32, 0).map_err(|e| format!("SPI steering: {e}"))?;
-    }
+    attach_spi_steering(group.sockets(), n as u32, n as u32).map_err(|e| format!("SPI steering: {e}"))?;
+    let mut sockets = group.into_sockets();
+    let control_sock = sockets.pop().ok_or("UDP group without a control socket")?;
+    let mut control =
+        ControlSocket::new(control_sock).map_err(|e| format!("control socket on {}: {e}", plan.local))?;
 
     // TUN: one queue per worker.
     let mut tcfg = TunConfig::new(&iface.name);
@@ -122,7 +127,7 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
         "esptun: {dev} up (mtu {}), {} worker(s), {kind:?} I/O, UDP {}, {} outbound / {} inbound SA(s), offloads: tso {} gso {} gro {}",
         plan.mtu,
         n,
-        group.local_addr(),
+        plan.local,
         plan.outbound.len(),
         plan.inbound.len(),
         offloads.tso4,
@@ -157,7 +162,7 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     let mut handles = Vec::new();
     let mut stats = Vec::new();
     let mut senders = Vec::new();
-    for (i, (sock, queue)) in group.into_sockets().into_iter().zip(tun.into_queues()).enumerate() {
+    for (i, (sock, queue)) in sockets.into_iter().zip(tun.into_queues()).enumerate() {
         let io = AnyIo::open(kind, Some(sock), Some(queue))
             .map_err(|e| format!("worker {i}: {kind:?} I/O: {e}"))?;
         let engine = plan.engine(i)?;
@@ -184,7 +189,11 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     let start = Instant::now();
     let mut last = Instant::now();
     while !STOP.load(Ordering::Relaxed) && !handles.iter().any(|h| h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(50));
+        // The control socket's datagrams, or 50 ms of quiet.
+        if let Err(e) = control.serve(Duration::from_millis(50)) {
+            eprintln!("esptun: control socket: {e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         if opts.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
         }
@@ -197,13 +206,14 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
         if let Some(every) = opts.stats_every
             && last.elapsed() >= every
         {
-            eprintln!("{}", summary(&aggregate(&stats)));
+            eprintln!("{}", summary(&aggregate(&stats, control.counters())));
             last = Instant::now();
         }
     }
     stop.store(true, Ordering::Relaxed);
     drop(senders);
     let mut total = WorkerStats::default();
+    total.engine.merge(control.counters());
     let mut err = None;
     for (i, h) in handles.into_iter().enumerate() {
         match h.join() {
@@ -495,8 +505,10 @@ fn sa_config(cfg: &Config, s: &StaticSa) -> Result<SaConfig, String> {
     Ok(sa)
 }
 
-fn aggregate(stats: &[Arc<Mutex<WorkerStats>>]) -> WorkerStats {
+/// The workers' counters and the control socket's, added up.
+fn aggregate(stats: &[Arc<Mutex<WorkerStats>>], control: &crate::engine::Counters) -> WorkerStats {
     let mut t = WorkerStats::default();
+    t.engine.merge(control);
     for s in stats {
         if let Ok(s) = s.lock() {
             t.merge(&s);

@@ -37,6 +37,12 @@ drop_reasons! {
     OuterMalformed => "outer_malformed",
     /// Not ESP: an IKE packet (non-ESP marker) on the ESP path.
     NotEsp => "not_esp",
+    /// An IKE message (non-ESP marker) that no IKE connection handles yet
+    /// (static SAs only): counted by the control thread, then dropped.
+    IkeUnhandled => "ike_unhandled",
+    /// ESP on the control thread's socket (the steering program sends it
+    /// to the workers; only a detached program lets this happen).
+    Misrouted => "misrouted",
     /// A 1-byte NAT-keepalive (RFC 3948 §2.3): consumed, not forwarded.
     NatKeepalive => "nat_keepalive",
     /// No inbound SA has this SPI.
