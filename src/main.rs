@@ -45,6 +45,9 @@ enum Cmd {
         /// Stop after this many seconds (default: run until a signal).
         #[arg(long)]
         seconds: Option<f64>,
+        /// Serve Prometheus metrics on ADDR:PORT (overrides `[interface] metrics`).
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Run the whole packet pipeline in-process (no kernel I/O) and print
     /// Mpps, Gbit/s and efficiency against the raw AEAD.
@@ -116,7 +119,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Check { file } => check(&file),
-        Cmd::Run { config, io, workers, no_offloads, stats, seconds } => {
+        Cmd::Run { config, io, workers, no_offloads, stats, seconds, metrics } => {
             let opts = (|| -> Result<_, String> {
                 Ok(esptun::control::run::RunOptions {
                     config,
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
                     no_offloads,
                     stats_every: secs(stats, "--stats")?,
                     duration: secs(seconds, "--seconds")?,
+                    metrics,
                 })
             })();
             match opts.and_then(|o| esptun::control::run::run(&o)) {

@@ -31,9 +31,11 @@ fn interface_defaults_and_values() {
     assert_eq!(c.interface.name, "esptun0");
     assert_eq!((c.interface.mtu, c.interface.path_mtu, c.interface.workers), (None, 1500, 0));
     assert!(c.interface.routes.is_none() && c.interface.offloads && c.interface.io == IoChoice::Auto);
+    assert_eq!(c.interface.metrics, None, "metrics are off by default");
     let text = format!(
         "{SA}\n[interface]\nname = \"vpn1\"\naddresses = [\"198.51.100.1/24\", \"2001:db8:1::1\"]\nmtu = 1400\n\
-         path_mtu = 9000\nroutes = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]\nworkers = 3\nio = \"syscall\"\noffloads = false\n"
+         path_mtu = 9000\nroutes = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]\nworkers = 3\nio = \"syscall\"\noffloads = false\n\
+         metrics = \"[::1]:9720\"\n"
     );
     let c = Config::from_str(&text, "t.toml").unwrap();
     let i = &c.interface;
@@ -47,6 +49,7 @@ fn interface_defaults_and_values() {
         (Some(1400), 9000, 3, IoChoice::Syscall, false)
     );
     assert_eq!(i.routes.as_ref().map(Vec::len), Some(2));
+    assert_eq!(i.metrics, Some("[::1]:9720".parse().unwrap()));
 }
 
 #[test]
@@ -67,6 +70,10 @@ fn interface_errors_name_the_line() {
     assert!(e[0].contains("did you mean \"uring\""), "{e:?}");
     let e = bad("mtu = 100");
     assert!(e[0].contains("out of range"), "{e:?}");
+    let e = bad("metrics = \"9720\"");
+    assert!(e[0].starts_with(&format!("t.toml:{line}:")) && e[0].contains("ADDR:PORT"), "{e:?}");
+    let e = bad("metrics = \"127.0.0.1:0\"");
+    assert!(e[0].contains("not an address and port"), "{e:?}");
     let e = bad("mtuu = 1400");
     assert!(e[0].contains("unknown") && e[0].contains("mtu"), "{e:?}");
 }

@@ -6,7 +6,8 @@
 //! - multipath: three gateway namespaces behind one weighted group; flows
 //!   spread over all three, every flow sticks to one gateway, and taking a
 //!   gateway out (reload without its SA) moves only that gateway's flows;
-//! - NAT keepalives and IKE reach the control thread's socket.
+//! - NAT keepalives and IKE reach the control thread's socket, and the
+//!   Prometheus exporter (`--metrics`) shows the same counts.
 //!
 //! Root only (skips with a reason otherwise; fails under ESPTUN_STRICT=1).
 //! Documentation addresses only; every loop is bounded in count and time;
@@ -349,7 +350,11 @@ fn keepalives_and_ike_go_to_the_control_socket() {
     }
     let pair = tunnel::Pair::new("ctl", tunnel::Fam::V4);
     pair.b.ip(&["addr", "add", &format!("{}/24", tunnel::C_OUTER4), "dev", "veth-b"]).unwrap();
-    let (mut a, mut b) = pair.start_both(&[tunnel::Fam::V4], Io::Syscall);
+    let fams = [tunnel::Fam::V4];
+    let metrics_at = SocketAddr::new(tunnel::A_OUTER4.into(), 9720);
+    let cfg_a = tunnel::SideCfg::new(true, tunnel::Fam::V4, &fams);
+    let mut a = pair.start(true, &cfg_a, Io::Syscall, &["--metrics", &metrics_at.to_string()]);
+    let mut b = pair.start(false, &tunnel::SideCfg::new(false, tunnel::Fam::V4, &fams), Io::Syscall, &[]);
     let ia = tunnel::inner(tunnel::Fam::V4, true);
     assert_eq!(tunnel::traffic::ping(&pair.b, ia, 2).received, 2, "tunnel up");
     let sock = pair.b.run(|| UdpSocket::bind((tunnel::C_OUTER4, 0))).unwrap().unwrap();
@@ -367,6 +372,9 @@ fn keepalives_and_ike_go_to_the_control_socket() {
     // The control thread serves its socket every 50 ms at the latest.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(tunnel::traffic::ping(&pair.b, ia, 2).received, 2, "tunnel still up");
+    // The control loop records totals every 250 ms; the exporter serves them.
+    std::thread::sleep(Duration::from_millis(400));
+    let page = pair.b.run(|| scrape(metrics_at)).unwrap();
     let sa = a.stop();
     let _ = b.stop();
     assert_eq!((sa.keepalives, sa.ike), (5, 3), "A: {}", sa.line);
@@ -383,4 +391,37 @@ fn keepalives_and_ike_go_to_the_control_socket() {
         log.contains(&format!("IKE message from {}:", tunnel::C_OUTER4)),
         "the control socket saw the IKE sender:\n{log}"
     );
+    // The same counts through the Prometheus exporter (scraped before the
+    // stop, after all of the traffic above).
+    let value = |series: &str| -> u64 {
+        let line = page.lines().find(|l| l.split(' ').next() == Some(series));
+        line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            panic!("no series {series} in the metrics page:\n{page}");
+        })
+    };
+    assert_eq!(value("esptun_keepalives_total"), 5);
+    assert_eq!(value("esptun_ike_messages_total"), 3);
+    assert_eq!(value("esptun_drops_total{reason=\"ike_unhandled\"}"), 3);
+    assert_eq!(value("esptun_drops_total{reason=\"auth_failed\"}"), 0);
+    assert_eq!(value("esptun_workers"), 2);
+    // 4 pings were answered through the tunnel: A opened at least 4 ESP
+    // packets, and no more than its final total.
+    let rx = value("esptun_rx_packets_total");
+    assert!((4..=sa.rx_pkts).contains(&rx), "rx {rx}, final {}", sa.rx_pkts);
+    let spi = format!("esptun_sa_rx_packets_total{{spi=\"{:#010x}\"}}", tunnel::SPI_B_TO_A);
+    assert_eq!(value(&spi), rx, "the one inbound SA opened them all");
+}
+
+/// `GET /metrics` from `addr`: the body of a 200 answer.
+fn scrape(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut c =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to metrics");
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: esptun\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).expect("read metrics");
+    let (head, body) = out.split_once("\r\n\r\n").expect("HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
 }

@@ -21,6 +21,7 @@ use crate::dataplane::udp::{UdpConfig, UdpGroup, attach_spi_steering};
 use crate::dataplane::worker::{Worker, WorkerConfig, WorkerStats};
 use crate::engine::{Engine, EngineConfig, Update};
 use crate::esp::{DscpMode, InboundSa, OutboundSa, OuterPath, SaConfig};
+use crate::ops::metrics::{self, Exporter, Registry};
 use crate::policy::compile::compile;
 use crate::policy::config::{
     Config, Direction, FlowHashMode, Interface, IoChoice, OuterDscp, StaticSa, Target,
@@ -49,7 +50,13 @@ pub struct RunOptions {
     pub stats_every: Option<Duration>,
     /// Stop after this long (tests, benchmarks); none: until a signal.
     pub duration: Option<Duration>,
+    /// Serve Prometheus metrics here (overrides `metrics`).
+    pub metrics: Option<SocketAddr>,
 }
+
+/// How often the control loop records the totals for the exporter (the
+/// workers publish theirs every 100 ms).
+const METRICS_EVERY: Duration = Duration::from_millis(250);
 
 /// Set by the signal handler on SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -83,6 +90,9 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     }
     if opts.no_offloads {
         iface.offloads = false;
+    }
+    if opts.metrics.is_some() {
+        iface.metrics = opts.metrics;
     }
     let mut plan = Plan::build(&cfg, &iface, None)?;
     let kind = match iface.io {
@@ -157,6 +167,21 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
         libc::signal(libc::SIGHUP, on_signal as *const () as libc::sighandler_t);
     }
 
+    // Metrics: the registry is the global `metrics` recorder; the control
+    // loop publishes the totals into it, the exporter thread serves them.
+    let exporter = match iface.metrics {
+        None => None,
+        Some(addr) => {
+            let registry = Arc::new(Registry::new());
+            metrics::install(registry.clone())?;
+            metrics::describe();
+            let ex = Exporter::start(addr, registry)
+                .map_err(|e| format!("metrics: cannot listen on {addr}: {e}"))?;
+            eprintln!("esptun: metrics on http://{}/metrics", ex.local_addr());
+            Some(ex)
+        }
+    };
+
     let stop = Arc::new(AtomicBool::new(false));
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::new();
@@ -188,6 +213,7 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
 
     let start = Instant::now();
     let mut last = Instant::now();
+    let mut last_publish = Instant::now();
     while !STOP.load(Ordering::Relaxed) && !handles.iter().any(|h| h.is_finished()) {
         // The control socket's datagrams, or 50 ms of quiet.
         if let Err(e) = control.serve(Duration::from_millis(50)) {
@@ -209,7 +235,12 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
             eprintln!("{}", summary(&aggregate(&stats, control.counters())));
             last = Instant::now();
         }
+        if exporter.is_some() && last_publish.elapsed() >= METRICS_EVERY {
+            metrics::publish(&aggregate(&stats, control.counters()), n);
+            last_publish = Instant::now();
+        }
     }
+    drop(exporter);
     stop.store(true, Ordering::Relaxed);
     drop(senders);
     let mut total = WorkerStats::default();

@@ -1,3 +1,4 @@
-//! Operations: the benchmark rig (and later metrics and status).
+//! Operations: the benchmark rig and the metrics exporter.
 
 pub mod bench;
+pub mod metrics;

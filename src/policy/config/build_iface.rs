@@ -50,6 +50,17 @@ pub(crate) fn interface(c: &mut Ctx, raw: &Option<Spanned<RawInterface>>) -> Int
         IoChoice::Auto,
     );
     out.offloads = raw.offloads.as_ref().is_none_or(|v| *v.get_ref());
+    if let Some(m) = &raw.metrics {
+        let text = m.get_ref().trim();
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.port() != 0 => out.metrics = Some(a),
+            _ => c.d.err(
+                sp(m),
+                format!("metrics: `{text}` is not an address and port to listen on"),
+                "write ADDR:PORT such as 127.0.0.1:9720 or [::1]:9720 (port 1-65535), or leave the key out",
+            ),
+        }
+    }
     out
 }
 

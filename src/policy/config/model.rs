@@ -478,6 +478,8 @@ pub struct Interface {
     pub io: IoChoice,
     /// Use TUN/UDP offloads (TSO, GSO, GRO) where the kernel has them.
     pub offloads: bool,
+    /// Serve Prometheus metrics over HTTP on this address (`None`: off).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Interface {
@@ -491,6 +493,7 @@ impl Default for Interface {
             workers: 0,
             io: IoChoice::Auto,
             offloads: true,
+            metrics: None,
         }
     }
 }

@@ -38,6 +38,7 @@ pub(crate) struct RawInterface {
     pub workers: OS<i64>,
     pub io: OS<String>,
     pub offloads: OS<bool>,
+    pub metrics: OS<String>,
 }
 
 #[derive(Deserialize, Default)]
