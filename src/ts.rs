@@ -116,6 +116,28 @@ impl TrafficSelector {
         }
     }
 
+    /// The selector covering what both cover (same family, overlapping
+    /// addresses and ports, compatible protocols), or `None` if nothing is
+    /// in both (RFC 7296 §2.9 narrowing).
+    pub fn intersect(&self, other: &TrafficSelector) -> Option<TrafficSelector> {
+        let ((fa, sa), (_, ea)) = (to_u128(self.start), to_u128(self.end));
+        let ((fb, sb), (_, eb)) = (to_u128(other.start), to_u128(other.end));
+        let proto = match (self.proto, other.proto) {
+            (PROTO_ANY, p) | (p, PROTO_ANY) => p,
+            (p, q) if p == q => p,
+            _ => return None,
+        };
+        let (start, end) = (sa.max(sb), ea.min(eb));
+        let (port_start, port_end) =
+            (self.port_start.max(other.port_start), self.port_end.min(other.port_end));
+        if fa != fb || start > end || port_start > port_end {
+            return None;
+        }
+        let ip =
+            |x: u128| if fa { IpAddr::from(x.to_be_bytes()) } else { IpAddr::from((x as u32).to_be_bytes()) };
+        Some(TrafficSelector { start: ip(start), end: ip(end), proto, port_start, port_end })
+    }
+
     /// True if the selector covers every address, protocol and port of its
     /// family.
     pub fn is_any(&self) -> bool {
@@ -200,6 +222,32 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn intersect_narrows_addresses_ports_and_protocols() {
+        let net = TrafficSelector::prefix(ip("203.0.113.0"), 24).unwrap();
+        let half = TrafficSelector::prefix(ip("203.0.113.128"), 25).unwrap();
+        assert_eq!(net.intersect(&half), Some(half));
+        assert_eq!(half.intersect(&net), Some(half));
+        let r = TrafficSelector::range(ip("203.0.113.100"), ip("203.0.114.5")).unwrap();
+        assert_eq!(
+            net.intersect(&r),
+            Some(TrafficSelector::range(ip("203.0.113.100"), ip("203.0.113.255")).unwrap())
+        );
+        let ssh = net.with_proto(6, 22, 22).unwrap();
+        let tcp_hi = TrafficSelector::any(false).with_proto(6, 1, 1024).unwrap();
+        assert_eq!(ssh.intersect(&tcp_hi), Some(ssh));
+        let udp = TrafficSelector::any(false).with_proto(17, 0, u16::MAX).unwrap();
+        assert_eq!(ssh.intersect(&udp), None, "protocols differ");
+        let high = net.with_proto(6, 2000, 3000).unwrap();
+        assert_eq!(ssh.intersect(&high), None, "ports do not overlap");
+        let other = TrafficSelector::prefix(ip("198.51.100.0"), 24).unwrap();
+        assert_eq!(net.intersect(&other), None, "addresses do not overlap");
+        assert_eq!(net.intersect(&TrafficSelector::any(true)), None, "families differ");
+        let v6 = TrafficSelector::prefix(ip("2001:db8::"), 32).unwrap();
+        let v6b = TrafficSelector::prefix(ip("2001:db8:1::"), 48).unwrap();
+        assert_eq!(v6.intersect(&v6b), Some(v6b));
     }
 
     #[test]

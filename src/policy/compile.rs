@@ -39,6 +39,8 @@ pub enum Origin {
         conn: String,
         /// Child name.
         child: String,
+        /// The group (profile) whose pool and `local_ts` shaped the entry.
+        group: Option<String>,
     },
     /// An outbound static SA's selectors.
     StaticSa {
@@ -51,7 +53,10 @@ impl core::fmt::Display for Origin {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Origin::Rule { name, line } => write!(f, "rule \"{name}\" (line {line})"),
-            Origin::Child { conn, child } => write!(f, "child \"{conn}/{child}\""),
+            Origin::Child { conn, child, group: None } => write!(f, "child \"{conn}/{child}\""),
+            Origin::Child { conn, child, group: Some(g) } => {
+                write!(f, "child \"{conn}/{child}\" for group \"{g}\"")
+            }
             Origin::StaticSa { name } => write!(f, "static SA \"{name}\""),
         }
     }
@@ -216,47 +221,62 @@ pub fn compile(cfg: &Config) -> CompiledPolicy {
         };
         for (i, ch) in c.children.iter().enumerate() {
             let Some(id) = id_of(Target::Child(ci, i)) else { continue };
-            let origin = Origin::Child { conn: c.name.clone(), child: ch.name.clone() };
             // Peers reach this child with addresses from the pools of the
-            // groups granting it; without such groups, from the
-            // connection's pools.
-            let granting: Vec<&String> = c
+            // groups granting it, each group's entries narrowed to its
+            // `local_ts`; without such groups, from the connection's pools.
+            let mut grants: Vec<(Option<&String>, &[TrafficSelector], Vec<TrafficSelector>)> = c
                 .authorizer
                 .profiles
                 .iter()
                 .filter(|p| p.children.contains(&ch.name))
-                .filter_map(|p| p.pool.as_ref())
+                .filter_map(|p| {
+                    p.pool.as_ref().map(|pool| {
+                        (Some(&p.name), p.local_ts.as_slice(), ranges(&mut std::iter::once(pool)))
+                    })
+                })
                 .collect();
-            let pools = if granting.is_empty() {
-                ranges(&mut c.pools.iter())
-            } else {
-                ranges(&mut granting.into_iter())
-            };
+            if grants.is_empty() {
+                grants.push((None, &[], ranges(&mut c.pools.iter())));
+            }
             let before = entries.len();
-            for l in &ch.local_ts {
-                for r in &ch.remote_ts {
-                    let fam = |t: &TsSpec| match t {
-                        TsSpec::Fixed(t) => Some(t.is_v6()),
-                        TsSpec::Dynamic { .. } => None,
-                    };
-                    if let TsSpec::Dynamic { .. } = r
-                        && pools.is_empty()
-                    {
-                        notes.push(format!(
-                            "{origin}: remote_ts `{r}` is the peer's address; its entry is installed when the SA is up"
-                        ));
-                        continue;
-                    }
-                    let rs = resolve(r, fam(l), &pools);
-                    for r in &rs {
-                        for l in resolve(l, Some(r.is_v6()), &[]) {
-                            if let Some(rule) = pair(&l, r, Action::Protect(id)) {
-                                entries.push(Entry { origin: origin.clone(), rule });
+            for (group, narrow, pools) in &grants {
+                let origin =
+                    Origin::Child { conn: c.name.clone(), child: ch.name.clone(), group: group.cloned() };
+                for l in &ch.local_ts {
+                    for r in &ch.remote_ts {
+                        let fam = |t: &TsSpec| match t {
+                            TsSpec::Fixed(t) => Some(t.is_v6()),
+                            TsSpec::Dynamic { .. } => None,
+                        };
+                        if let TsSpec::Dynamic { .. } = r
+                            && pools.is_empty()
+                        {
+                            notes.push(format!(
+                                "{origin}: remote_ts `{r}` is the peer's address; its entry is installed when the SA is up"
+                            ));
+                            continue;
+                        }
+                        for r in &resolve(r, fam(l), pools) {
+                            for l in resolve(l, Some(r.is_v6()), &[]) {
+                                let locals: Vec<TrafficSelector> = if narrow.is_empty() {
+                                    vec![l]
+                                } else {
+                                    narrow.iter().filter_map(|n| l.intersect(n)).collect()
+                                };
+                                for l in &locals {
+                                    if let Some(rule) = pair(l, r, Action::Protect(id)) {
+                                        // Two groups sharing a pool give the same entry once.
+                                        if !entries[before..].iter().any(|e: &Entry| e.rule == rule) {
+                                            entries.push(Entry { origin: origin.clone(), rule });
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
+            let origin = Origin::Child { conn: c.name.clone(), child: ch.name.clone(), group: None };
             if entries.len() == before && ch.remote_ts.iter().all(|r| matches!(r, TsSpec::Fixed(_))) {
                 notes.push(format!("{origin}: no selector pair can match (families or protocols differ)"));
             }
@@ -387,5 +407,71 @@ remote_ts = ["203.0.113.0/24"]
         assert_eq!(spd.classify(&key("203.0.113.1", "198.51.100.70", 6, Some(80), 0)), Action::Protect(0));
         assert_eq!(spd.classify(&key("203.0.113.1", "198.51.100.1", 6, Some(80), 0)), Action::Drop);
         assert_eq!(spd.classify(&key("198.51.100.1", "203.0.113.1", 6, Some(80), 0)), Action::Protect(1));
+    }
+
+    /// Two groups share one child: staff reach all of its `local_ts` from
+    /// their pool; contractors only the part their group's `local_ts`
+    /// allows, from theirs. A third group with the staff pool adds nothing.
+    #[test]
+    fn group_local_ts_narrows_that_groups_entries() {
+        let text = r#"
+[[pools]]
+name = "staff"
+addrs = ["198.51.100.64/26"]
+[[pools]]
+name = "contractors"
+addrs = ["198.51.100.128/26"]
+[[connections]]
+name = "rw"
+pools = ["staff", "contractors"]
+local = { auth = "psk", psk_env = "K" }
+remote = { auth = "psk" }
+[[connections.children]]
+name = "net"
+local_ts = ["203.0.113.0/24", "2001:db8:100::/48"]
+remote_ts = ["dynamic"]
+[[connections.groups]]
+name = "staff"
+match = ["*@staff.example.com"]
+children = ["net"]
+pool = "staff"
+[[connections.groups]]
+name = "contractors"
+match = ["*@contractors.example.com"]
+children = ["net"]
+local_ts = ["203.0.113.64/26[tcp/443]", "198.51.100.0/25"]
+pool = "contractors"
+[[connections.groups]]
+name = "admins"
+match = ["*@admins.example.com"]
+children = ["net"]
+pool = "staff"
+"#;
+        let cfg = Config::from_str(text, "t").unwrap();
+        let p = compile(&cfg);
+        let shown: Vec<String> = p.entries.iter().map(|e| e.origin.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "child \"rw/net\" for group \"staff\"",
+                "child \"rw/net\" for group \"contractors\"",
+            ],
+            "staff: one v4 entry (its pool has no v6); contractors: the one overlap; admins: a duplicate of staff's"
+        );
+        let spd = p.to_spd().unwrap();
+        let staff = "198.51.100.70";
+        let contractor = "198.51.100.130";
+        assert_eq!(spd.classify(&key("203.0.113.1", staff, 6, Some(80), 0)), Action::Protect(0));
+        // Outbound, our side is the source: replies from local port 443.
+        let from = |src: &str, proto: u8, sport: u16| FlowKey {
+            src_port: Some(sport),
+            dst_port: Some(50000),
+            ..key(src, contractor, proto, Some(0), 0)
+        };
+        assert_eq!(spd.classify(&from("203.0.113.70", 6, 443)), Action::Protect(0));
+        // Outside the contractors' narrowed local_ts: other port, protocol, address.
+        assert_eq!(spd.classify(&from("203.0.113.70", 6, 80)), Action::Drop);
+        assert_eq!(spd.classify(&from("203.0.113.70", 17, 443)), Action::Drop);
+        assert_eq!(spd.classify(&from("203.0.113.1", 6, 443)), Action::Drop);
     }
 }
