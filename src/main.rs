@@ -184,6 +184,9 @@ fn check(file: &std::path::Path) -> ExitCode {
     match esptun::policy::check::render(&cfg) {
         Ok(report) => {
             print!("{report}");
+            for w in esptun::policy::check::secret_warnings(&cfg) {
+                eprintln!("warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

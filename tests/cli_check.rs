@@ -4,11 +4,22 @@ use std::io::Write;
 use std::process::{Command, Output};
 
 fn check(text: &str, name: &str) -> Output {
+    check_env(text, name, Some("a shared secret"))
+}
+
+/// `esptun check` with the PSK variable `K` set to `psk` (or unset).
+fn check_env(text: &str, name: &str, psk: Option<&str>) -> Output {
     let dir = std::env::temp_dir().join(format!("esptun-cli-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(name);
     std::fs::File::create(&path).and_then(|mut f| f.write_all(text.as_bytes())).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_esptun")).arg("check").arg(&path).output().expect("runs");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esptun"));
+    cmd.arg("check").arg(&path);
+    match psk {
+        Some(v) => cmd.env("K", v),
+        None => cmd.env_remove("K"),
+    };
+    let out = cmd.output().expect("runs");
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_dir(&dir);
     out
@@ -26,6 +37,28 @@ fn valid_file_exit_0_report_on_stdout() {
     assert!(s.contains("198.51.100.0/24 -> 203.0.113.0/24  => protect via child c/n"), "{s}");
     assert!(s.contains("anything else => drop"), "{s}");
     assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn unreadable_psk_is_a_warning_naming_its_source_not_its_value() {
+    let out = check_env(GOOD, "nopsk.toml", None);
+    assert_eq!(out.status.code(), Some(0), "the file itself is valid");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("warning: connection \"c\": local psk (env $K): environment variable K is not set"),
+        "{e}"
+    );
+    let file = GOOD.replace("psk_env = \"K\"", "psk_file = \"/nonexistent/esptun.psk\"");
+    let out = check_env(&file, "nofile.toml", None);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("local psk (file /nonexistent/esptun.psk): cannot read /nonexistent/esptun.psk"),
+        "{e}"
+    );
+    // Set: no warning, and the value never appears anywhere.
+    let out = check_env(GOOD, "psk.toml", Some("hunter2-secret"));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
 }
 
 #[test]

@@ -25,7 +25,13 @@ fn every_example_passes_check_and_names_its_connections() {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{}: exit {:?}\n{stderr}", f.display(), out.status.code());
-        assert!(stderr.is_empty(), "{}: unexpected stderr:\n{stderr}", f.display());
+        // The examples name PSK files and variables this machine does not
+        // have; `check` warns about those on stderr and about nothing else.
+        let unexpected: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !(l.starts_with("warning: connection") && l.contains(" psk (")))
+            .collect();
+        assert!(unexpected.is_empty(), "{}: unexpected stderr:\n{stderr}", f.display());
         assert!(stdout.contains(": OK"), "{}:\n{stdout}", f.display());
         assert!(stdout.contains("SPD (outbound, first match wins):"), "{}:\n{stdout}", f.display());
         // An example should not carry shadowed rules: they would teach a mistake.

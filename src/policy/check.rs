@@ -291,6 +291,27 @@ pub fn render(cfg: &Config) -> Result<String, String> {
     Ok(o)
 }
 
+/// PSK sources that cannot be read now (unset environment variable,
+/// missing or empty file), one line each. Reads the environment and files
+/// (the rest of the report is a pure function of the text); the secrets
+/// themselves are dropped at once (zeroized) and never shown.
+pub fn secret_warnings(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &cfg.connections {
+        for (side, secret) in [("local", &c.local.psk), ("remote", &c.remote.psk)] {
+            if let Some(s) = secret
+                && let Err(e) = s.resolve()
+            {
+                out.push(format!(
+                    "connection \"{}\": {side} psk ({s}): {e} — the connection cannot authenticate until it can be read",
+                    c.name
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

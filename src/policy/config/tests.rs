@@ -299,3 +299,31 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn secrets_resolve_from_file_env_and_inline() {
+    use super::model::Secret;
+    let dir = std::env::temp_dir().join(format!("esptun-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("psk");
+    // Trailing newlines (LF or CRLF) are stripped, inner bytes kept.
+    std::fs::write(&file, b"s3cret with space\r\n\n").unwrap();
+    assert_eq!(Secret::File(file.clone()).resolve().unwrap().as_slice(), b"s3cret with space");
+    std::fs::write(&file, b"\n").unwrap();
+    let e = Secret::File(file.clone()).resolve().unwrap_err();
+    assert!(e.ends_with("is empty"), "{e}");
+    let missing = dir.join("missing");
+    let e = Secret::File(missing.clone()).resolve().unwrap_err();
+    assert!(e.starts_with(&format!("cannot read {}", missing.display())), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // PATH is set in any test environment; this name is not.
+    let path = std::env::var("PATH").unwrap();
+    assert_eq!(Secret::Env("PATH".into()).resolve().unwrap().as_slice(), path.as_bytes());
+    let e = Secret::Env("ESPTUN_TEST_SURELY_UNSET_42".into()).resolve().unwrap_err();
+    assert_eq!(e, "environment variable ESPTUN_TEST_SURELY_UNSET_42 is not set");
+
+    let inline = Secret::Inline(zeroize::Zeroizing::new("abc".into()));
+    assert_eq!(inline.resolve().unwrap().as_slice(), b"abc");
+    assert_eq!(format!("{inline}"), "inline <redacted>", "never printed");
+}
