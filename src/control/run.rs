@@ -124,23 +124,24 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     tcfg.queues = n;
     tcfg.mtu = plan.mtu;
     tcfg.addrs = iface.addresses.clone();
-    // TSO4/TSO6 from the kernel are split before sealing; USO is not asked
-    // for (UDP super-packets would need their own splitter).
+    // TSO4/TSO6 and USO super-packets from the kernel are split before
+    // sealing (USO where the kernel has it, Linux 6.2+).
     tcfg.vnet_hdr = iface.offloads;
-    (tcfg.tso4, tcfg.tso6, tcfg.uso) = (iface.offloads, iface.offloads, false);
+    (tcfg.tso4, tcfg.tso6, tcfg.uso) = (iface.offloads, iface.offloads, iface.offloads);
     let tun = TunDevice::open(&tcfg).map_err(|e| format!("cannot open TUN device {}: {e}", iface.name))?;
     let offloads = tun.offloads();
     let dev = tun.name().to_string();
     routes::install(&dev, &plan.routes)?;
 
     eprintln!(
-        "esptun: {dev} up (mtu {}), {} worker(s), {kind:?} I/O, UDP {}, {} outbound / {} inbound SA(s), offloads: tso {} gso {} gro {}",
+        "esptun: {dev} up (mtu {}), {} worker(s), {kind:?} I/O, UDP {}, {} outbound / {} inbound SA(s), offloads: tso {} uso {} gso {} gro {}",
         plan.mtu,
         n,
         plan.local,
         plan.outbound.len(),
         plan.inbound.len(),
         offloads.tso4,
+        offloads.uso,
         udp_features.gso,
         udp_features.gro
     );
@@ -552,8 +553,17 @@ fn aggregate(stats: &[Arc<Mutex<WorkerStats>>], control: &crate::engine::Counter
 pub fn summary(s: &WorkerStats) -> String {
     let e = &s.engine;
     let mut line = format!(
-        "tx {} pkts {} B, rx {} pkts {} B, icmp {}, frags {}, keepalives {}, ike {}",
-        e.tx_packets, e.tx_bytes, e.rx_packets, e.rx_bytes, e.icmp_errors, e.fragments, e.keepalives, e.ike
+        "tx {} pkts {} B, rx {} pkts {} B, icmp {}, frags {}, keepalives {}, ike {}, tun super tcp {} udp {}",
+        e.tx_packets,
+        e.tx_bytes,
+        e.rx_packets,
+        e.rx_bytes,
+        e.icmp_errors,
+        e.fragments,
+        e.keepalives,
+        e.ike,
+        s.io.tso_packets,
+        s.io.uso_packets
     );
     for (r, n) in e.drops.nonzero() {
         line.push_str(&format!(", drop {} {n}", r.label()));

@@ -1,6 +1,7 @@
 //! Offload emulation on the TUN side, in the shape wireguard-go and
-//! Tailscale use: TSO super-packets read from the TUN device are split into
-//! MTU-sized TCP segments before sealing ([`TsoPlan`]), and decrypted TCP
+//! Tailscale use: TSO and USO super-packets read from the TUN device are
+//! split into MTU-sized TCP segments or UDP datagrams before sealing
+//! ([`TsoPlan`]), and decrypted TCP
 //! segments of one flow are coalesced into one super-packet before the TUN
 //! write ([`Coalescer`]), so the kernel's TCP stack and the TUN fd see one
 //! packet per up to 64 KiB instead of one per segment.
@@ -14,6 +15,7 @@ use crate::wire::tcp::{ACK, CWR, ECE, FIN, PSH, RST, SYN, URG};
 use crate::wire::{be16, be32, checksum};
 
 const TCP_PROTO: u8 = crate::wire::proto::TCP;
+const UDP_PROTO: u8 = crate::wire::proto::UDP;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Why a packet cannot be split or coalesced.
@@ -22,7 +24,7 @@ pub enum OffloadError {
     /// The headers are truncated or inconsistent with the virtio header.
     #[error("malformed super-packet headers")]
     Malformed,
-    /// A segmentation kind esptun does not split (UFO, USO).
+    /// A segmentation kind esptun does not split (UFO, unknown kinds).
     #[error("unsupported GSO type")]
     Unsupported,
     /// The destination buffer is too small for the segment.
@@ -73,14 +75,19 @@ fn tcp_layout(p: &[u8]) -> Option<TcpLayout> {
 
 /// The TCP pseudo-header sum for a segment of `l4_len` bytes.
 fn pseudo(p: &[u8], v6: bool, l4_len: usize) -> u64 {
+    pseudo_for(p, v6, TCP_PROTO, l4_len)
+}
+
+/// The pseudo-header sum of protocol `proto` for `l4_len` bytes.
+fn pseudo_for(p: &[u8], v6: bool, proto: u8, l4_len: usize) -> u64 {
     if v6 {
         let s: [u8; 16] = p[8..24].try_into().unwrap_or([0; 16]);
         let d: [u8; 16] = p[24..40].try_into().unwrap_or([0; 16]);
-        checksum::pseudo_v6(Ipv6Addr::from(s), Ipv6Addr::from(d), TCP_PROTO, l4_len as u32)
+        checksum::pseudo_v6(Ipv6Addr::from(s), Ipv6Addr::from(d), proto, l4_len as u32)
     } else {
         let s: [u8; 4] = p[12..16].try_into().unwrap_or([0; 4]);
         let d: [u8; 4] = p[16..20].try_into().unwrap_or([0; 4]);
-        checksum::pseudo_v4(Ipv4Addr::from(s), Ipv4Addr::from(d), TCP_PROTO, l4_len as u16)
+        checksum::pseudo_v4(Ipv4Addr::from(s), Ipv4Addr::from(d), proto, l4_len as u16)
     }
 }
 
@@ -97,26 +104,59 @@ fn set_ip_len(p: &mut [u8], lay: &TcpLayout, total: usize) {
     }
 }
 
-/// How one TSO super-packet (TCP over IPv4 or IPv6) splits into segments.
+/// Finds the UDP header of an IPv4 (any options, not a fragment) or IPv6
+/// (no extension headers) packet; `None` for anything else.
+fn udp_layout(p: &[u8]) -> Option<TcpLayout> {
+    let (v6, l4) = match p.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(p[0] & 0x0f) * 4;
+            if ihl < 20 || p.len() < ihl || *p.get(9)? != UDP_PROTO || be16(p, 6) & 0x3fff != 0 {
+                return None;
+            }
+            (false, ihl)
+        }
+        6 if p.len() >= 40 && p[6] == UDP_PROTO => (true, 40),
+        _ => return None,
+    };
+    (p.len() >= l4 + 8).then_some(TcpLayout { v6, l4, hlen: l4 + 8 })
+}
+
+/// How one super-packet splits: TSO (TCP over IPv4 or IPv6) into
+/// segments, USO (UDP, `GSO_UDP_L4`) into datagrams of `gso_size` payload
+/// bytes each (the last may be shorter), as Linux's `__udp_gso_segment`
+/// does: own UDP length and full checksum per datagram, IPv4 ID counting up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TsoPlan {
     lay: TcpLayout,
     gso: usize,
     payload: usize,
+    udp: bool,
 }
 
 impl TsoPlan {
     /// Checks a super-packet `pkt` (after the virtio header `hdr`).
     pub fn new(hdr: &VnetHdr, pkt: &[u8]) -> Result<TsoPlan, OffloadError> {
         let kind = hdr.gso_type.kind();
-        if kind != GsoType::TCPV4 && kind != GsoType::TCPV6 {
-            return Err(OffloadError::Unsupported);
-        }
-        let lay = tcp_layout(pkt).ok_or(OffloadError::Malformed)?;
-        if lay.v6 != (kind == GsoType::TCPV6) || hdr.gso_size == 0 {
+        let (lay, udp) = match kind {
+            GsoType::TCPV4 | GsoType::TCPV6 => {
+                let lay = tcp_layout(pkt).ok_or(OffloadError::Malformed)?;
+                if lay.v6 != (kind == GsoType::TCPV6) {
+                    return Err(OffloadError::Malformed);
+                }
+                (lay, false)
+            }
+            GsoType::UDP_L4 => (udp_layout(pkt).ok_or(OffloadError::Malformed)?, true),
+            _ => return Err(OffloadError::Unsupported),
+        };
+        if hdr.gso_size == 0 {
             return Err(OffloadError::Malformed);
         }
-        Ok(TsoPlan { lay, gso: usize::from(hdr.gso_size), payload: pkt.len() - lay.hlen })
+        Ok(TsoPlan { lay, gso: usize::from(hdr.gso_size), payload: pkt.len() - lay.hlen, udp })
+    }
+
+    /// Whether this is a UDP (USO) super-packet.
+    pub fn is_udp(&self) -> bool {
+        self.udp
     }
 
     /// Number of segments.
@@ -146,6 +186,19 @@ impl TsoPlan {
         }
         set_ip_len(seg, &lay, total);
         let t = lay.l4;
+        if self.udp {
+            let ulen = (total - t) as u16;
+            seg[t + 4..t + 6].copy_from_slice(&ulen.to_be_bytes());
+            seg[t + 6..t + 8].copy_from_slice(&[0, 0]);
+            let sum = checksum::sum(&seg[t..], pseudo_for(seg, lay.v6, UDP_PROTO, total - t));
+            // A UDP checksum computing to 0 is sent as 0xffff (RFC 768).
+            let c = match !checksum::fold(sum) {
+                0 => 0xffff,
+                c => c,
+            };
+            seg[t + 6..t + 8].copy_from_slice(&c.to_be_bytes());
+            return Ok(total);
+        }
         let seq = be32(pkt, t + 4).wrapping_add(off as u32);
         seg[t + 4..t + 8].copy_from_slice(&seq.to_be_bytes());
         let last = i + 1 == self.segments();

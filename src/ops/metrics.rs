@@ -199,6 +199,8 @@ pub fn describe() {
     c("esptun_sa_rx_bytes_total", "Inner bytes opened per inbound SA.");
     c("esptun_gso_sends_total", "UDP GSO sends (each several ESP packets).");
     c("esptun_gro_writes_total", "TUN writes carrying a coalesced TCP super-packet.");
+    c("esptun_tso_packets_total", "TCP super-packets (TSO) read from the TUN and split.");
+    c("esptun_uso_packets_total", "UDP super-packets (USO) read from the TUN and split.");
     metrics::describe_gauge!("esptun_workers", "Worker threads running.");
 }
 
@@ -218,6 +220,8 @@ pub fn publish(s: &WorkerStats, workers: usize) {
         ("esptun_soft_lifetime_total", e.soft_lifetime),
         ("esptun_gso_sends_total", s.io.gso_sends),
         ("esptun_gro_writes_total", s.io.gro_writes),
+        ("esptun_tso_packets_total", s.io.tso_packets),
+        ("esptun_uso_packets_total", s.io.uso_packets),
     ] {
         metrics::counter!(name).absolute(v);
     }

@@ -122,6 +122,10 @@ pub struct IoCounters {
     pub gro_writes: u64,
     /// ICMP "too big" errors not sent: over the rate limit.
     pub icmp_ratelimited: u64,
+    /// TCP super-packets (TSO) read from the TUN and split.
+    pub tso_packets: u64,
+    /// UDP super-packets (USO) read from the TUN and split.
+    pub uso_packets: u64,
 }
 
 impl IoCounters {
@@ -138,6 +142,8 @@ impl IoCounters {
         self.gso_sends += o.gso_sends;
         self.gro_writes += o.gro_writes;
         self.icmp_ratelimited += o.icmp_ratelimited;
+        self.tso_packets += o.tso_packets;
+        self.uso_packets += o.uso_packets;
     }
 
     /// The drop counters as (label, count).
@@ -324,7 +330,7 @@ impl Worker {
                 self.seg.clear();
             }
             let Some(p) = self.tun_in.packet(i) else { break };
-            match fill_segments(p, s, &mut self.seg) {
+            match fill_segments(p, s, &mut self.seg, &mut self.counters) {
                 Ok(Some(next)) => s = next,
                 Ok(None) => (i, s) = (i + 1, 0),
                 Err(_) => {

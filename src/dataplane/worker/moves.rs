@@ -22,6 +22,7 @@ pub(super) fn fill_segments(
     p: &[u8],
     from: usize,
     seg: &mut PacketBatch,
+    c: &mut IoCounters,
 ) -> Result<Option<usize>, OffloadError> {
     let hdr = VnetHdr::parse(p).map_err(|_| OffloadError::Malformed)?;
     let body = &p[VNET_HDR_LEN..];
@@ -37,6 +38,13 @@ pub(super) fn fill_segments(
         return Ok(None);
     }
     let plan = TsoPlan::new(&hdr, body)?;
+    if from == 0 {
+        if plan.is_udp() {
+            c.uso_packets += 1;
+        } else {
+            c.tso_packets += 1;
+        }
+    }
     let mut s = from;
     while s < plan.segments() {
         let i = seg.len();
