@@ -45,5 +45,12 @@ fn parse(c: &mut Criterion) {
     c.bench_function("flow_hash", |b| b.iter(|| black_box(key).map(|k| k.hash(black_box(7)))));
 }
 
-criterion_group!(benches, parse);
+/// The Internet checksum over a 1,400-byte packet and a 20-byte header.
+fn checksum(c: &mut Criterion) {
+    let pkt: Vec<u8> = (0..1400u32).map(|i| (i * 31 % 251) as u8).collect();
+    c.bench_function("checksum/1400", |b| b.iter(|| esptun::wire::checksum::sum(black_box(&pkt), 0)));
+    c.bench_function("checksum/20", |b| b.iter(|| esptun::wire::checksum::sum(black_box(&pkt[..20]), 0)));
+}
+
+criterion_group!(benches, parse, checksum);
 criterion_main!(benches);

@@ -5,20 +5,73 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Adds `data` as big-endian 16-bit words to `sum` (odd tail padded with 0).
 /// The result is not folded; call [`fold`] at the end.
+///
+/// The data is summed as native-endian words and the folded result swapped
+/// to network order once (RFC 1071 §2(B): the ones' complement sum does not
+/// depend on byte order), in four independent accumulators of 32-byte
+/// blocks, so there is no byte swap per word and the loop vectorizes: about
+/// 61 ns instead of 290 ns for a 1,400-byte packet here (2026-12-04,
+/// `cargo bench --bench parse -- checksum`, against the previous
+/// big-endian word loop, which short inputs still use).
 #[inline]
-pub fn sum(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        // 8 bytes at a time; carries are folded later. Cannot overflow for
-        // any packet below 2^47 bytes.
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+pub fn sum(data: &[u8], acc: u64) -> u64 {
+    if data.len() < 64 {
+        return sum_short(data, acc);
+    }
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+    let halves = |w: u64| (w >> 32) + (w & 0xffff_ffff);
+    let mut blocks = data.chunks_exact(32);
+    let mut lanes = [0u64; 4];
+    for b in &mut blocks {
+        // Each lane gains < 2^33 per block: no overflow below 2^50 bytes.
+        for (lane, c) in lanes.iter_mut().zip(b.chunks_exact(8)) {
+            *lane += halves(word(c));
+        }
+    }
+    let mut s = lanes.iter().sum::<u64>();
+    let mut words = blocks.remainder().chunks_exact(8);
+    for c in &mut words {
+        s += halves(word(c));
+    }
+    let mut pairs = words.remainder().chunks_exact(2);
+    for c in &mut pairs {
+        s += u64::from(u16::from_ne_bytes([c[0], c[1]]));
+    }
+    // Native order to network order, on the folded 16-bit value.
+    let mut out = acc + u64::from(u16::from_be(fold(s)));
+    if let [b] = pairs.remainder() {
+        out += u64::from(*b) << 8;
+    }
+    out
+}
+
+/// Headers and addresses: big-endian words 8 bytes at a time, no fold
+/// (cheaper than the block loop's fold under 64 bytes).
+#[inline]
+fn sum_short(data: &[u8], mut acc: u64) -> u64 {
+    let mut words = data.chunks_exact(8);
+    for c in &mut words {
+        let w = u64::from_be_bytes(c.try_into().unwrap_or([0; 8]));
         acc += (w >> 32) + (w & 0xffff_ffff);
     }
-    let mut rest = chunks.remainder().chunks_exact(2);
-    for c in &mut rest {
+    let mut pairs = words.remainder().chunks_exact(2);
+    for c in &mut pairs {
         acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
-    if let [b] = rest.remainder() {
+    if let [b] = pairs.remainder() {
+        acc += u64::from(*b) << 8;
+    }
+    acc
+}
+
+/// The straightforward big-endian word sum, the reference for tests.
+#[cfg(test)]
+fn sum_reference(data: &[u8], mut acc: u64) -> u64 {
+    let mut pairs = data.chunks_exact(2);
+    for c in &mut pairs {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [b] = pairs.remainder() {
         acc += u64::from(*b) << 8;
     }
     acc
@@ -87,6 +140,30 @@ mod tests {
         z[10] = 0;
         z[11] = 0;
         assert_eq!(checksum(&z), 0xb861);
+    }
+
+    proptest::proptest! {
+        /// The fast sum folds to what the plain big-endian word loop
+        /// gives, for every length (block, word and odd tails) and any
+        /// starting value.
+        #[test]
+        fn fast_sum_matches_reference(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1600),
+            acc in 0u64..(1 << 40),
+        ) {
+            proptest::prop_assert_eq!(fold(sum(&data, acc)), fold(sum_reference(&data, acc)));
+        }
+    }
+
+    #[test]
+    fn fast_sum_edge_values() {
+        for n in 0..100 {
+            for fill in [0x00u8, 0xff, 0x80, 0x01] {
+                let d = vec![fill; n];
+                assert_eq!(fold(sum(&d, 0)), fold(sum_reference(&d, 0)), "{n} x {fill:#x}");
+                assert_eq!(fold(sum(&d, 0xffff)), fold(sum_reference(&d, 0xffff)), "{n} x {fill:#x} + ffff");
+            }
+        }
     }
 
     #[test]
