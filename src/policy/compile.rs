@@ -452,10 +452,7 @@ pool = "staff"
         let shown: Vec<String> = p.entries.iter().map(|e| e.origin.to_string()).collect();
         assert_eq!(
             shown,
-            [
-                "child \"rw/net\" for group \"staff\"",
-                "child \"rw/net\" for group \"contractors\"",
-            ],
+            ["child \"rw/net\" for group \"staff\"", "child \"rw/net\" for group \"contractors\"",],
             "staff: one v4 entry (its pool has no v6); contractors: the one overlap; admins: a duplicate of staff's"
         );
         let spd = p.to_spd().unwrap();
