@@ -425,3 +425,44 @@ fn scrape(addr: SocketAddr) -> String {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     body.to_owned()
 }
+
+/// `ip route show dev DEV` in `ns`, one route per line.
+fn routes_of(ns: &NetNs, dev: &str) -> Vec<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns.name(), "route", "show", "dev", dev])
+        .output()
+        .expect("ip route show");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// A reload that drops a route from `[interface] routes` removes it from
+/// the kernel (and adds the new one), while the routes kept stay.
+#[test]
+fn reload_adds_and_removes_routes() {
+    if !common::root_tests_enabled() {
+        return;
+    }
+    let pair = tunnel::Pair::new("rt", tunnel::Fam::V4);
+    let dir = Dir::new("rt");
+    let mut cfg = tunnel::SideCfg::new(true, tunnel::Fam::V4, &[tunnel::Fam::V4]);
+    cfg.routes = Some(vec!["203.0.113.0/25".into(), "203.0.113.128/25".into()]);
+    let path = dir.write("a.toml", &cfg.toml());
+    let mut a = Daemon::start(&pair.a, "A", &path, Io::Syscall, &[]);
+    let before = routes_of(&pair.a, &cfg.tun);
+    assert!(
+        before.contains(&"203.0.113.0/25".into()) && before.contains(&"203.0.113.128/25".into()),
+        "{before:?}"
+    );
+
+    cfg.routes = Some(vec!["203.0.113.0/25".into(), "198.51.100.128/25".into()]);
+    dir.write("a.toml", &cfg.toml());
+    a.reload(1);
+    let after = routes_of(&pair.a, &cfg.tun);
+    assert!(after.contains(&"203.0.113.0/25".into()), "kept: {after:?}");
+    assert!(after.contains(&"198.51.100.128/25".into()), "added: {after:?}");
+    assert!(!after.contains(&"203.0.113.128/25".into()), "removed: {after:?}");
+    let _ = a.stop();
+}

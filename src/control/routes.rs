@@ -1,6 +1,7 @@
 //! Routes into the TUN device: the destinations the policy protects, as
-//! CIDR prefixes, installed with `ip route replace` (iproute2). Pure
-//! helpers plus one command runner.
+//! CIDR prefixes, installed with `ip route replace` and, when a reload
+//! drops them, removed with `ip route del` (iproute2). Pure helpers plus
+//! the command runners.
 
 use crate::policy::spd::AddrRange;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -68,6 +69,30 @@ pub fn install(dev: &str, prefixes: &[(IpAddr, u8)]) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs `ip route del PREFIX dev DEV` for each prefix; a route that is
+/// already gone is not an error.
+pub fn remove(dev: &str, prefixes: &[(IpAddr, u8)]) -> Result<(), String> {
+    for (a, l) in prefixes {
+        let p = format!("{a}/{l}");
+        let fam = if a.is_ipv4() { "-4" } else { "-6" };
+        let out = Command::new("ip")
+            .args([fam, "route", "del", &p, "dev", dev])
+            .output()
+            .map_err(|e| format!("cannot run `ip` (iproute2) to remove route {p}: {e}"))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        // ESRCH: "RTNETLINK answers: No such process".
+        if !out.status.success() && !err.contains("No such process") {
+            return Err(format!("ip route del {p} dev {dev}: {}", err.trim()));
+        }
+    }
+    Ok(())
+}
+
+/// Routes of `old` that `new` no longer has.
+pub fn gone(old: &[(IpAddr, u8)], new: &[(IpAddr, u8)]) -> Vec<(IpAddr, u8)> {
+    old.iter().filter(|r| !new.contains(r)).copied().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +117,17 @@ mod tests {
         let all6 = AddrRange::all_of(true);
         assert_eq!(range_to_prefixes(&all6), vec![("::".parse().unwrap(), 0)]);
         assert_eq!(range_to_prefixes(&AddrRange::Any).len(), 2);
+    }
+
+    #[test]
+    fn gone_lists_only_dropped_routes() {
+        let r = |s: &str| -> (IpAddr, u8) {
+            let (a, l) = s.split_once('/').unwrap();
+            (a.parse().unwrap(), l.parse().unwrap())
+        };
+        let old = [r("203.0.113.0/25"), r("203.0.113.128/25"), r("2001:db8:2::/64")];
+        let new = [r("203.0.113.0/25"), r("2001:db8:3::/64")];
+        assert_eq!(gone(&old, &new), vec![r("203.0.113.128/25"), r("2001:db8:2::/64")]);
+        assert!(gone(&new, &new).is_empty());
     }
 }

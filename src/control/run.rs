@@ -481,11 +481,17 @@ fn reload(
 ) -> Result<Plan, String> {
     let cfg = load(&opts.config)?;
     let mut new_iface = cfg.interface.clone();
+    // Command-line overrides stay in force.
     (new_iface.io, new_iface.workers, new_iface.offloads) = (iface.io, iface.workers, iface.offloads);
-    if new_iface != *iface {
-        eprintln!("esptun: [interface] changes take effect at the next start only");
+    if opts.metrics.is_some() {
+        new_iface.metrics = iface.metrics;
     }
-    let plan = Plan::build(&cfg, iface, Some(cur))?;
+    // Routes follow the file; the rest of [interface] needs a restart.
+    let eff = Interface { routes: new_iface.routes.clone(), ..iface.clone() };
+    if new_iface != eff {
+        eprintln!("esptun: [interface] changes other than routes take effect at the next start only");
+    }
+    let plan = Plan::build(&cfg, &eff, Some(cur))?;
     if plan.local != cur.local {
         return Err(format!(
             "local address changed from {} to {}: restart esptun for that",
@@ -500,6 +506,7 @@ fn reload(
         tx.send(Update::Many(u)).map_err(|_| "a worker has stopped".to_string())?;
     }
     routes::install(&iface.name, &plan.routes)?;
+    routes::remove(&iface.name, &routes::gone(&cur.routes, &plan.routes))?;
     eprintln!(
         "esptun: reloaded {} ({} outbound / {} inbound SA(s))",
         opts.config.display(),
