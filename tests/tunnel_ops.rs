@@ -7,7 +7,8 @@
 //!   spread over all three, every flow sticks to one gateway, and taking a
 //!   gateway out (reload without its SA) moves only that gateway's flows;
 //! - NAT keepalives and IKE reach the control thread's socket, and the
-//!   Prometheus exporter (`--metrics`) shows the same counts.
+//!   Prometheus exporter (`--metrics`) shows the same counts;
+//! - a reload adds new routes and deletes dropped ones.
 //!
 //! Root only (skips with a reason otherwise; fails under ESPTUN_STRICT=1).
 //! Documentation addresses only; every loop is bounded in count and time;
