@@ -46,7 +46,9 @@
 
 mod bitvec;
 mod cache;
+mod family;
 mod rule;
+mod split;
 #[cfg(test)]
 mod tests;
 
@@ -54,8 +56,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::wire::flow::FlowKey;
-use bitvec::{Family, Point6};
+use bitvec::Point6;
 pub use cache::FlowCache;
+use family::Family;
 pub use rule::{Action, AddrRange, ChildId, DscpSet, PortRange, Rule, RuleSelector, SelectorError, SpdError};
 
 /// Most rules one SPD may hold.
