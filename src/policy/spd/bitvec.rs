@@ -346,7 +346,7 @@ impl<K: Point> Dim<K> {
     /// The specific row for value `v`.
     #[inline]
     fn row(&self, v: K) -> u32 {
-        descend(&self.tree, &self.node_rows, self.depth, v)
+        self.node_rows.get(descend(&self.tree, self.depth, v)).copied().unwrap_or(0)
     }
 
     fn bytes(&self) -> usize {
@@ -354,30 +354,28 @@ impl<K: Point> Dim<K> {
     }
 }
 
-/// The row of value `v` in an Eytzinger tree of `depth` levels (see
-/// [`Dim`]): `tree` holds its keys, `node_rows` its nodes' rows.
+/// The node answering value `v` in an Eytzinger tree of `depth` levels
+/// whose keys are `tree` (see [`Dim`]): its row is the value's row.
 #[inline(always)]
-pub(super) fn descend<K: Point>(tree: &[K], node_rows: &[u32], depth: u32, v: K) -> u32 {
-    let node = if v == K::MAX {
-        0
-    } else {
-        let mut k = 1usize;
-        for _ in 0..depth {
-            // `k` is always a node; keeping the compare out of the
-            // bounds check keeps it from becoming a branch.
-            prefetch(tree, k << K::PREFETCH);
-            let t = tree.get(k).copied().unwrap_or(K::MAX);
-            k = 2 * k + usize::from(t <= v);
-        }
-        // Undo the final run of right turns and the left turn before it.
-        k >> (k.trailing_ones() + 1)
-    };
-    node_rows.get(node).copied().unwrap_or(0)
+pub(super) fn descend<K: Point>(tree: &[K], depth: u32, v: K) -> usize {
+    if v == K::MAX {
+        return 0;
+    }
+    let mut k = 1usize;
+    for _ in 0..depth {
+        // `k` is always a node; keeping the compare out of the
+        // bounds check keeps it from becoming a branch.
+        prefetch(tree, k << K::PREFETCH);
+        let t = tree.get(k).copied().unwrap_or(K::MAX);
+        k = 2 * k + usize::from(t <= v);
+    }
+    // Undo the final run of right turns and the left turn before it.
+    k >> (k.trailing_ones() + 1)
 }
 
 /// Asks for the cache line of `a[i]` (ignored past the end).
 #[inline(always)]
-fn prefetch<T>(a: &[T], i: usize) {
+pub(super) fn prefetch<T>(a: &[T], i: usize) {
     #[cfg(target_arch = "x86_64")]
     if i < a.len() {
         // SAFETY: prefetching has no memory-safety preconditions (it never

@@ -12,7 +12,8 @@ use super::split::{Split, plan};
 const MAX_MEAN_PIECE: f64 = 256.0;
 
 enum Kind<K> {
-    Flat(Flat<K>),
+    /// Boxed: much larger than a split's header.
+    Flat(Box<Flat<K>>),
     Split(Split<K>),
 }
 
@@ -38,40 +39,46 @@ impl<K: Point> Family<K> {
         let addrs: Vec<Addrs<K>> = sels.iter().map(&addr).collect();
         let dsts: Vec<(K, K)> = addrs.iter().map(|a| a.1).collect();
         let p = plan(&dsts);
-        let kind = if p.mean <= MAX_MEAN_PIECE {
-            Kind::Split(Split::build(sels, &addrs, p)?)
+        if p.mean <= MAX_MEAN_PIECE {
+            // The pieces keep their own copies of the actions.
+            let kind = Kind::Split(Split::build(sels, &addrs, &actions, p)?);
+            Ok(Family { kind, ids, actions: Vec::new() })
         } else {
-            Kind::Flat(Flat::build(sels, &addrs)?)
-        };
-        Ok(Family { kind, ids, actions })
-    }
-
-    #[inline(always)]
-    fn find(&self, p: &Point6<K>, f: impl FnMut(u32) -> bool) -> Option<u32> {
-        match &self.kind {
-            Kind::Split(s) => s.find(p, f),
-            Kind::Flat(t) => t.find(p, f),
+            Ok(Family { kind: Kind::Flat(Box::new(Flat::build(sels, &addrs)?)), ids, actions })
         }
     }
 
     /// Original index of the first rule matching `p`.
     #[inline]
     pub(super) fn first(&self, p: &Point6<K>) -> Option<u32> {
-        let local = self.find(p, |_| true)?;
+        let local = match &self.kind {
+            Kind::Split(s) => s.local(s.find(p, |_| true)?),
+            Kind::Flat(t) => t.find(p, |_| true),
+        }?;
         self.ids.get(local as usize).copied()
     }
 
     /// Action of the first rule matching `p`.
     #[inline]
     pub(super) fn first_action(&self, p: &Point6<K>) -> Option<Action> {
-        let local = self.find(p, |_| true)?;
-        self.actions.get(local as usize).copied()
+        match &self.kind {
+            Kind::Split(s) => s.action(s.find(p, |_| true)?),
+            Kind::Flat(t) => self.actions.get(t.find(p, |_| true)? as usize).copied(),
+        }
     }
 
     /// Calls `f` with the original index of every rule matching `p`, in
     /// order, until `f` returns true.
     pub(super) fn each(&self, p: &Point6<K>, mut f: impl FnMut(u32) -> bool) {
-        self.find(p, |l| self.ids.get(l as usize).is_none_or(|g| f(*g)));
+        let mut g = |l: u32| self.ids.get(l as usize).is_none_or(|g| f(*g));
+        match &self.kind {
+            Kind::Split(s) => {
+                s.find(p, |pos| s.local(pos).is_none_or(&mut g));
+            }
+            Kind::Flat(t) => {
+                t.find(p, &mut g);
+            }
+        }
     }
 
     /// Bytes used by the lookup tables.
