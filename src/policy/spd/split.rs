@@ -140,6 +140,44 @@ struct Piece {
     dscp: [u8; 64],
 }
 
+impl Piece {
+    /// The (key offset, depth) of trees `range`.
+    fn trees(&mut self, range: std::ops::Range<usize>) -> impl Iterator<Item = (&mut u32, u8)> {
+        let depth = self.depth;
+        self.keys
+            .iter_mut()
+            .enumerate()
+            .filter(move |(t, _)| range.contains(t))
+            .map(move |(t, k)| (k, depth.get(t).copied().unwrap_or(0)))
+    }
+}
+
+/// Copies the trees `(offset, depth)` of `keys` into a new pool where each
+/// starts at an address aligned to its size, or to 64 bytes if larger, so
+/// that a tree's top levels share one cache line; updates the offsets. The
+/// pool is allocated once, so its address (which the alignment is computed
+/// from) does not change afterwards.
+fn align_trees<'a, T: Point>(keys: &mut Vec<T>, trees: impl Iterator<Item = (&'a mut u32, u8)>) -> Vec<T> {
+    let per_line = (64 / size_of::<T>()).max(1);
+    let trees: Vec<(&mut u32, u8)> = trees.collect();
+    let mut out: Vec<T> = Vec::with_capacity(keys.len() + (trees.len() + 1) * per_line);
+    let base = (out.as_ptr() as usize % 64) / size_of::<T>();
+    for (off, depth) in trees {
+        let size = 1usize << depth;
+        let align = size.min(per_line);
+        while (base + out.len()) % align != 0 {
+            out.push(T::MAX);
+        }
+        let start = *off as usize;
+        let new = out.len();
+        out.extend_from_slice(keys.get(start..start + size).unwrap_or(&[]));
+        // Cannot exceed the old offsets by more than the padding reserved.
+        *off = u32::try_from(new).unwrap_or(u32::MAX);
+    }
+    keys.clear();
+    out
+}
+
 /// Rows of the wild block before the DSCP classes.
 const WILD_DSCP: usize = 5;
 
@@ -267,6 +305,9 @@ impl<K: Point> Split<K> {
             split.pieces.push(piece);
             split.slots.extend((s0..s1).map(|_| id));
         }
+        let (mut akeys, mut pkeys) = (std::mem::take(&mut split.akeys), std::mem::take(&mut split.pkeys));
+        split.akeys = align_trees(&mut akeys, split.pieces.iter_mut().flat_map(|p| p.trees(0..2)));
+        split.pkeys = align_trees(&mut pkeys, split.pieces.iter_mut().flat_map(|p| p.trees(2..4)));
         if split.bytes() > MAX_WORDS * 8 {
             return Err("bit-vector tables over 128 MiB");
         }
