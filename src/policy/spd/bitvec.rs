@@ -1,5 +1,7 @@
-//! The compiled classifier of one address family: a per-dimension interval
-//! decomposition with aggregated, compressed bit vectors of rule indices.
+//! The flat classifier of one address family (all its rules in one
+//! per-dimension interval decomposition with aggregated, compressed bit
+//! vectors of rule indices), and the building blocks the split classifier
+//! (`split.rs`) shares: intervals, Eytzinger trees, row sinks, DSCP tables.
 //!
 //! Each of the six dimensions (source address, destination address,
 //! protocol, source port, destination port, DSCP) maps a packet value to
