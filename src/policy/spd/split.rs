@@ -324,6 +324,9 @@ impl<K: Point> Split<K> {
     ) -> Result<(u32, u32, u8), &'static str> {
         let k = offset(keys.len())?;
         let r = offset(rows.len())?;
+        // Refuse before allocating: each node gets its own copy of its row.
+        offset(rows.len().saturating_add(d.node_rows.len().saturating_mul(scratch.width)))?;
+        offset(keys.len().saturating_add(d.tree.len()))?;
         keys.extend_from_slice(&d.tree);
         for id in &d.node_rows {
             rows.extend_from_slice(scratch.row(*id));
