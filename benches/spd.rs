@@ -22,7 +22,8 @@
 //!
 //! `cargo bench --bench spd` runs criterion and then prints a summary table
 //! (median of 11 timed passes per cell, wall clock and this thread's CPU
-//! time); `cargo bench --bench spd -- --table-only` prints just the table.
+//! time); `cargo bench --bench spd -- --table-only` prints just the table;
+//! `-- --lookups N [--rules R]` only runs N lookups, for cachegrind.
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -464,7 +465,34 @@ fn table(cases: &[Case]) {
     );
 }
 
+/// `--lookups N [--rules R]`: compile the R-rule case (default 10,000)
+/// and run N lookups over its keys, nothing else (no linear check, no
+/// timing), for deterministic counts: run it under `valgrind
+/// --tool=cachegrind` for two values of N and take the difference.
+fn lookups_only(args: &[String]) -> bool {
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let Some(n) = arg("--lookups") else { return false };
+    let rules = rules(arg("--rules").unwrap_or(10_000), 1);
+    let spd = Spd::compile(&rules, Action::Drop).expect("the generated rules compile");
+    let keys = keys(&rules, KEYS, 2);
+    let mut protect = 0usize;
+    for i in 0..n {
+        protect += usize::from(matches!(spd.classify(black_box(&keys[i & (KEYS - 1)])), Action::Protect(_)));
+    }
+    println!("{n} lookups, {protect} protected, tables {} bytes", spd.table_bytes());
+    true
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if lookups_only(&args) {
+        return;
+    }
     let cases: Vec<Case> = SIZES.iter().map(|&n| Case::new(n)).collect();
     if !std::env::args().any(|a| a == "--table-only") {
         let mut c = Criterion::default().configure_from_args();

@@ -1,5 +1,7 @@
-//! The compiled classifier of one address family: a per-dimension interval
-//! decomposition with aggregated, compressed bit vectors of rule indices.
+//! The flat classifier of one address family (all its rules in one
+//! per-dimension interval decomposition with aggregated, compressed bit
+//! vectors of rule indices), and the building blocks the split classifier
+//! (`split.rs`) shares: intervals, Eytzinger trees, row sinks, DSCP tables.
 //!
 //! Each of the six dimensions (source address, destination address,
 //! protocol, source port, destination port, DSCP) maps a packet value to
@@ -42,10 +44,10 @@
 
 use std::collections::HashMap;
 
-use super::rule::{Action, RuleSelector};
+use super::rule::RuleSelector;
 
 /// Cap on stored bit-vector words (128 MiB): compile fails beyond it.
-const MAX_WORDS: usize = 1 << 24;
+pub(super) const MAX_WORDS: usize = 1 << 24;
 
 /// An ordered point type of one dimension.
 pub(super) trait Point: Copy + Ord {
@@ -54,7 +56,13 @@ pub(super) trait Point: Copy + Ord {
     /// Levels ahead that a tree descent prefetches: the `2^n` descendants
     /// of a node `n` levels down are adjacent, and fill one 64-byte line.
     const PREFETCH: u32;
+    /// Bits in the type.
+    const BITS: u32;
     fn succ(self) -> Option<Self>;
+    /// The value, widened.
+    fn wide(self) -> u128;
+    /// The low bits of `x`.
+    fn from_wide(x: u128) -> Self;
 }
 
 macro_rules! point {
@@ -63,9 +71,18 @@ macro_rules! point {
             const MIN: Self = <$t>::MIN;
             const MAX: Self = <$t>::MAX;
             const PREFETCH: u32 = $p;
+            const BITS: u32 = <$t>::BITS;
             #[inline]
             fn succ(self) -> Option<Self> {
                 self.checked_add(1)
+            }
+            #[inline]
+            fn wide(self) -> u128 {
+                self as u128
+            }
+            #[inline]
+            fn from_wide(x: u128) -> Self {
+                x as $t
             }
         }
     )*};
@@ -82,6 +99,15 @@ pub(super) struct Rows {
     heads: Vec<u64>,
     /// Ends with one zero word (see [`Rows::find`]).
     data: Vec<u64>,
+}
+
+/// Where interval and table builders put their rows: takes an
+/// uncompressed row of `words()` words and gives back its id.
+pub(super) trait RowSink {
+    /// Words per uncompressed row.
+    fn words(&self) -> usize;
+    /// Stores `row` and returns its id.
+    fn push(&mut self, row: &[u64]) -> Result<u32, &'static str>;
 }
 
 /// Builds [`Rows`], deduplicating identical rows.
@@ -106,12 +132,18 @@ impl RowsBuilder {
         b
     }
 
-    /// Words per uncompressed row.
+    /// The finished rows.
+    fn finish(mut self) -> Rows {
+        self.rows.data.push(0);
+        self.rows
+    }
+}
+
+impl RowSink for RowsBuilder {
     fn words(&self) -> usize {
         self.words
     }
 
-    /// Stores `row` (uncompressed, `words()` long) and returns its id.
     fn push(&mut self, row: &[u64]) -> Result<u32, &'static str> {
         let aggs = self.rows.aggs;
         let mut key = vec![0u64; aggs];
@@ -139,12 +171,6 @@ impl RowsBuilder {
         self.rows.data.extend(key.iter().skip(aggs));
         self.seen.insert(key, id);
         Ok(id)
-    }
-
-    /// The finished rows.
-    fn finish(mut self) -> Rows {
-        self.rows.data.push(0);
-        self.rows
     }
 }
 
@@ -224,7 +250,7 @@ struct Intervals<K> {
 }
 
 impl<K: Point> Intervals<K> {
-    fn build(ranges: &[(K, K)], b: &mut RowsBuilder) -> Result<Self, &'static str> {
+    fn build(ranges: &[(K, K)], b: &mut impl RowSink) -> Result<Self, &'static str> {
         let mut cur = vec![0u64; b.words()];
         let mut wild_row = cur.clone();
         let mut starts: Vec<(K, usize)> = Vec::new();
@@ -277,16 +303,16 @@ pub(super) struct Dim<K> {
     /// Nodes `1..2^depth`; past the real starts, `MAX` (a value `MAX` is
     /// answered without the tree). Node 0 (no start above `v`) and padding
     /// nodes carry the last interval's row.
-    tree: Vec<K>,
+    pub(super) tree: Vec<K>,
     /// Node `k`'s row.
-    node_rows: Vec<u32>,
-    depth: u32,
-    wild: u32,
+    pub(super) node_rows: Vec<u32>,
+    pub(super) depth: u32,
+    pub(super) wild: u32,
 }
 
 impl<K: Point> Dim<K> {
     /// Builds the dimension from each rule's `(lo, hi)` range.
-    pub(super) fn build(ranges: &[(K, K)], b: &mut RowsBuilder) -> Result<Self, &'static str> {
+    pub(super) fn build(ranges: &[(K, K)], b: &mut impl RowSink) -> Result<Self, &'static str> {
         let iv = Intervals::build(ranges, b)?;
         // Starts 1.. go into the tree (start 0 is MIN, below every value).
         let keys = iv.bounds.get(1..).unwrap_or(&[]);
@@ -322,21 +348,7 @@ impl<K: Point> Dim<K> {
     /// The specific row for value `v`.
     #[inline]
     fn row(&self, v: K) -> u32 {
-        let node = if v == K::MAX {
-            0
-        } else {
-            let mut k = 1usize;
-            for _ in 0..self.depth {
-                // `k` is always a node; keeping the compare out of the
-                // bounds check keeps it from becoming a branch.
-                prefetch(&self.tree, k << K::PREFETCH);
-                let t = self.tree.get(k).copied().unwrap_or(K::MAX);
-                k = 2 * k + usize::from(t <= v);
-            }
-            // Undo the final run of right turns and the left turn before it.
-            k >> (k.trailing_ones() + 1)
-        };
-        self.node_rows.get(node).copied().unwrap_or(0)
+        self.node_rows.get(descend(&self.tree, self.depth, v)).copied().unwrap_or(0)
     }
 
     fn bytes(&self) -> usize {
@@ -344,9 +356,28 @@ impl<K: Point> Dim<K> {
     }
 }
 
+/// The node answering value `v` in an Eytzinger tree of `depth` levels
+/// whose keys are `tree` (see [`Dim`]): its row is the value's row.
+#[inline(always)]
+pub(super) fn descend<K: Point>(tree: &[K], depth: u32, v: K) -> usize {
+    if v == K::MAX {
+        return 0;
+    }
+    let mut k = 1usize;
+    for _ in 0..depth {
+        // `k` is always a node; keeping the compare out of the
+        // bounds check keeps it from becoming a branch.
+        prefetch(tree, k << K::PREFETCH);
+        let t = tree.get(k).copied().unwrap_or(K::MAX);
+        k = 2 * k + usize::from(t <= v);
+    }
+    // Undo the final run of right turns and the left turn before it.
+    k >> (k.trailing_ones() + 1)
+}
+
 /// Asks for the cache line of `a[i]` (ignored past the end).
 #[inline(always)]
-fn prefetch<T>(a: &[T], i: usize) {
+pub(super) fn prefetch<T>(a: &[T], i: usize) {
     #[cfg(target_arch = "x86_64")]
     if i < a.len() {
         // SAFETY: prefetching has no memory-safety preconditions (it never
@@ -372,7 +403,7 @@ pub(super) struct Ports {
 }
 
 impl Ports {
-    pub(super) fn build(ranges: &[(u16, u16)], b: &mut RowsBuilder) -> Result<Self, &'static str> {
+    pub(super) fn build(ranges: &[(u16, u16)], b: &mut impl RowSink) -> Result<Self, &'static str> {
         let iv = Intervals::build(ranges, b)?;
         let interval = |p: u16| iv.bounds.partition_point(|s| *s <= p).saturating_sub(1);
         let mut top = Vec::with_capacity(256);
@@ -409,7 +440,7 @@ impl Ports {
 /// A small dimension looked up by direct index (protocol, DSCP): each
 /// value's row includes the wildcard rules.
 pub(super) struct Table {
-    rows: Vec<u32>,
+    pub(super) rows: Vec<u32>,
     /// The wildcard rules alone (for a packet whose protocol is unknown).
     wild: u32,
 }
@@ -423,7 +454,7 @@ impl Table {
         nrules: usize,
         is_wild: impl Fn(usize) -> bool,
         member: impl Fn(usize, usize) -> bool,
-        b: &mut RowsBuilder,
+        b: &mut impl RowSink,
     ) -> Result<Self, &'static str> {
         let mut wild_row = vec![0u64; b.words()];
         for r in (0..nrules).filter(|r| is_wild(*r)) {
@@ -447,7 +478,7 @@ impl Table {
     }
 }
 
-fn set(bits: &mut [u64], r: usize, on: bool) {
+pub(super) fn set(bits: &mut [u64], r: usize, on: bool) {
     if let Some(w) = bits.get_mut(r / 64) {
         if on {
             *w |= 1 << (r % 64);
@@ -457,8 +488,9 @@ fn set(bits: &mut [u64], r: usize, on: bool) {
     }
 }
 
-/// The classifier of one family: rules are local indices into `ids`.
-pub(super) struct Family<K> {
+/// The classifier of one family as one interval decomposition over all its
+/// rules (the module docs); answers are the family's local rule indices.
+pub(super) struct Flat<K> {
     src: Dim<K>,
     dst: Dim<K>,
     proto: Table,
@@ -466,11 +498,10 @@ pub(super) struct Family<K> {
     dport: Ports,
     dscp: Table,
     rows: Rows,
-    /// Local rule index -> index in the original rule list.
-    ids: Vec<u32>,
-    /// Local rule index -> the rule's action.
-    actions: Vec<Action>,
 }
+
+/// A rule's source and destination ranges in one family, as `(lo, hi)`.
+pub(super) type Addrs<K> = ((K, K), (K, K));
 
 /// Packet fields of one family, already as integers.
 #[derive(Clone, Copy)]
@@ -484,19 +515,13 @@ pub(super) struct Point6<K> {
     pub dscp: u8,
 }
 
-impl<K: Point> Family<K> {
-    /// Compiles the rules `sels` (with original indices `ids` and actions
-    /// `actions`), mapping each selector's addresses to this family with
-    /// `addr`.
-    pub(super) fn build(
-        sels: &[RuleSelector],
-        ids: Vec<u32>,
-        actions: Vec<Action>,
-        addr: impl Fn(&RuleSelector) -> ((K, K), (K, K)),
-    ) -> Result<Self, &'static str> {
+impl<K: Point> Flat<K> {
+    /// Compiles the rules `sels`, whose addresses in this family are
+    /// `addrs` (source, destination).
+    pub(super) fn build(sels: &[RuleSelector], addrs: &[Addrs<K>]) -> Result<Self, &'static str> {
         let n = sels.len();
         let mut b = RowsBuilder::new(n);
-        let (srcs, dsts): (Vec<_>, Vec<_>) = sels.iter().map(&addr).unzip();
+        let (srcs, dsts): (Vec<_>, Vec<_>) = addrs.iter().copied().unzip();
         let src = Dim::build(&srcs, &mut b)?;
         let dst = Dim::build(&dsts, &mut b)?;
         let sp: Vec<_> = sels.iter().map(|s| (s.src_ports.start, s.src_ports.end)).collect();
@@ -508,7 +533,7 @@ impl<K: Point> Family<K> {
             Table::build(256, n, |r| proto_of(r).is_none(), |r, v| proto_of(r) == Some(v as u8), &mut b)?;
         let mask = |r: usize| sels.get(r).map_or(0, |s| s.dscp.0);
         let dscp = Table::build(64, n, |r| mask(r) == u64::MAX, |r, v| mask(r) >> v & 1 == 1, &mut b)?;
-        Ok(Family { src, dst, proto, sport, dport, dscp, rows: b.finish(), ids, actions })
+        Ok(Flat { src, dst, proto, sport, dport, dscp, rows: b.finish() })
     }
 
     #[inline]
@@ -529,24 +554,11 @@ impl<K: Point> Family<K> {
         ids.map(|id| self.rows.head(id))
     }
 
-    /// Original index of the first rule matching `p`.
+    /// Calls `f` with the local index of every rule matching `p`, in
+    /// order, until `f` returns true; returns that index.
     #[inline]
-    pub(super) fn first(&self, p: &Point6<K>) -> Option<u32> {
-        let local = self.rows.find(&self.heads(p), |_| true)?;
-        self.ids.get(local as usize).copied()
-    }
-
-    /// Action of the first rule matching `p`.
-    #[inline]
-    pub(super) fn first_action(&self, p: &Point6<K>) -> Option<Action> {
-        let local = self.rows.find(&self.heads(p), |_| true)?;
-        self.actions.get(local as usize).copied()
-    }
-
-    /// Calls `f` with the original index of every rule matching `p`, in
-    /// order, until `f` returns true.
-    pub(super) fn each(&self, p: &Point6<K>, mut f: impl FnMut(u32) -> bool) {
-        self.rows.find(&self.heads(p), |l| self.ids.get(l as usize).is_none_or(|g| f(*g)));
+    pub(super) fn find(&self, p: &Point6<K>, f: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.rows.find(&self.heads(p), f)
     }
 
     /// Bytes used by the lookup tables.
@@ -557,7 +569,5 @@ impl<K: Point> Family<K> {
             + self.sport.bytes()
             + self.dport.bytes()
             + 4 * (256 + 64)
-            + self.actions.len() * size_of::<Action>()
-            + self.ids.len() * 4
     }
 }

@@ -20,23 +20,31 @@
 //! whose source and destination are both [`AddrRange::Any`] applies to both.
 //!
 //! # Lookup structure
-//! [`Spd::compile`] builds one classifier per address family (see
-//! `bitvec.rs`): each dimension is cut into elementary intervals, each
-//! interval points at a compressed bit vector of the rules that contain it,
-//! and the AND of the six vectors gives the matching rules, the lowest index
-//! winning. Per packet that is two branch-free tree descents (source and
-//! destination address), four direct table lookups (ports, protocol, DSCP),
-//! and a few word ANDs per candidate block of 64 rules until the first
-//! match. The cost depends on the number of distinct boundaries
-//! (logarithmically) and on how many candidate blocks come before the first
-//! match, not linearly on the number of rules (`cargo bench --bench spd`,
-//! figures in perf/RESULTS.md). On x86_64 CPUs with POPCNT the lookup runs
-//! in a copy compiled with that instruction. Memory grows with how much
-//! rules overlap; compile refuses (with [`SpdError::TooLarge`]) beyond
-//! 128 MiB of tables. Alternatives considered: decision trees (HiCuts)
-//! replicate wildcard rules into every leaf; tuple-space search needs
-//! prefixes, not the ranges swanctl allows, and its cost grows with the
-//! number of distinct prefix-length tuples.
+//! [`Spd::compile`] builds one classifier per address family
+//! (`family.rs`). Each is a bit-vector classifier: each dimension is cut
+//! into elementary intervals, each interval points at a bit vector of the
+//! rules that contain it, and the AND of the vectors gives the matching
+//! rules, the lowest index winning. Where the rules allow it (most rule
+//! sets: destinations are mostly narrow), a family is first *split by
+//! destination* (`split.rs`): a direct table on the leading 4-16 bits of
+//! the destination picks a piece holding only the rules whose destination
+//! overlaps it, renumbered in order, so a lookup is a few short branch-free
+//! tree descents (destination, source, protocol with destination port,
+//! protocol with source port), a DSCP class, and usually one word AND.
+//! Otherwise the family is one classifier over all its rules (`bitvec.rs`:
+//! compressed rows, direct port tables, word ANDs per candidate block of 64
+//! rules until the first match). Costs and the measurements behind these
+//! choices: `cargo bench --bench spd`, perf/RESULTS.md. On x86_64 CPUs with
+//! POPCNT the lookup runs in a copy compiled with that instruction. Memory
+//! grows with how much rules overlap (a split copies a rule into every
+//! piece its destination overlaps, and is chosen only while the copies stay
+//! within about twice the rules); compile refuses (with
+//! [`SpdError::TooLarge`]) beyond 128 MiB of tables. Alternatives
+//! considered: decision trees (HiCuts) replicate wildcard rules into every
+//! leaf (the split replicates only along the destination, within a
+//! budget); tuple-space search needs prefixes, not the ranges swanctl
+//! allows, and its cost grows with the number of distinct prefix-length
+//! tuples.
 //!
 //! [`FlowCache`] sits in front of it per worker: a fixed-size
 //! set-associative cache keyed on the flow, invalidated by [`Spd::generation`].
@@ -46,7 +54,9 @@
 
 mod bitvec;
 mod cache;
+mod family;
 mod rule;
+mod split;
 #[cfg(test)]
 mod tests;
 
@@ -54,8 +64,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use crate::wire::flow::FlowKey;
-use bitvec::{Family, Point6};
+use bitvec::Point6;
 pub use cache::FlowCache;
+use family::Family;
 pub use rule::{Action, AddrRange, ChildId, DscpSet, PortRange, Rule, RuleSelector, SelectorError, SpdError};
 
 /// Most rules one SPD may hold.

@@ -487,3 +487,77 @@ fn many_rules_span_several_aggregates() {
     }
     assert!(matched_late > 100, "keys whose first match is past the first aggregate: {matched_late}");
 }
+
+/// Fixed-seed rule sets large enough to be split by destination, and one
+/// that no split helps (destinations all wide), checked against the linear
+/// scan on keys inside and around the rules.
+#[test]
+fn split_and_flat_families_match_linear() {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for (n, wide) in [(3000usize, false), (1500, true)] {
+        let mut rules = Vec::new();
+        for i in 0..n {
+            let r = next();
+            let v6 = r % 5 < 2;
+            let base = |r: u64| -> IpAddr {
+                if v6 {
+                    IpAddr::from(((u128::from(r % 64) << 120) | u128::from(r >> 8) << 64).to_be_bytes())
+                } else {
+                    IpAddr::from((((r % 64) as u32) << 26 | (r >> 40) as u32 & 0x3ff_ffff).to_be_bytes())
+                }
+            };
+            let len = |lo: u64, hi: u64, r: u64| (lo + r % (hi - lo + 1)) as u8;
+            let dst = if wide {
+                AddrRange::prefix(base(r >> 3), len(0, 1, r >> 20)).unwrap()
+            } else if v6 {
+                AddrRange::prefix(base(r >> 3), len(4, 128, r >> 20)).unwrap()
+            } else {
+                AddrRange::prefix(base(r >> 3), len(4, 32, r >> 20)).unwrap()
+            };
+            let src = if r >> 60 < 6 {
+                AddrRange::Any
+            } else {
+                AddrRange::prefix(base(r >> 11), len(8, if v6 { 128 } else { 32 }, r >> 28)).unwrap()
+            };
+            let proto = [None, Some(6), Some(17), Some(1)][(r >> 34) as usize % 4];
+            let dst_ports = match (proto, r >> 36 & 3) {
+                (Some(6 | 17), 0) => PortRange::single((r >> 40) as u16 % 2048),
+                (Some(6 | 17), 1) => PortRange::new(1024, 1024 + (r >> 44) as u16 % 8192).unwrap(),
+                _ => PortRange::ANY,
+            };
+            let dscp = if r >> 58 & 7 == 0 { DscpSet::single(46).unwrap() } else { DscpSet::ANY };
+            let selector = RuleSelector { src, dst, proto, dst_ports, dscp, ..RuleSelector::ANY };
+            rules.push(Rule { selector, action: Action::Protect(i as u32) });
+        }
+        let spd = Spd::compile(&rules, Action::Drop).unwrap();
+        assert_eq!(spd.v4.split_bits().is_some(), !wide, "v4, wide {wide}");
+        assert_eq!(spd.v6.split_bits().is_some(), !wide, "v6, wide {wide}");
+        let mut matched = 0;
+        for _ in 0..6000 {
+            let r = next();
+            let k = key_for(
+                &rules,
+                r as usize,
+                (next(), next()),
+                (
+                    r >> 63 == 1,
+                    [6, 17, 1, 50][(r >> 8) as usize % 4],
+                    Some(40000),
+                    Some((r >> 16) as u16 % 2048),
+                    0,
+                ),
+            );
+            let (want, idx) = linear(&rules, Action::Drop, &k);
+            assert_eq!(spd.first_match(&k), idx, "key {k:?}");
+            assert_eq!(spd.classify(&k), want, "key {k:?}");
+            matched += usize::from(idx.is_some());
+        }
+        assert!(matched > 1000, "keys that match some rule: {matched}");
+    }
+}
