@@ -238,6 +238,23 @@ impl PacketBatch {
         }
     }
 
+    /// Records a received packet in slot `i` that starts `offset` bytes
+    /// into the slot (a backend whose kernel buffer has a header in front);
+    /// offset and length are clamped to the slot.
+    pub(crate) fn set_received_at(&mut self, i: usize, offset: usize, meta: PacketMeta) {
+        let off = offset.min(self.slot_len);
+        let room = self.slot_len - off;
+        if let Some(m) = self.meta.get_mut(i) {
+            *m = PacketMeta { len: meta.len.min(room), offset: off, ..meta };
+        }
+    }
+
+    /// Slot `i`'s buffer itself, for a backend that exchanges it with a
+    /// buffer the kernel filled (same size: see the io_uring backend).
+    pub(crate) fn buf_mut(&mut self, i: usize) -> Option<&mut PacketBuf> {
+        self.bufs.get_mut(i)
+    }
+
     /// Moves slot `from`'s packet and metadata to slot `to` (compaction
     /// after an out-of-order completion; rare). Slot `from` then holds
     /// `to`'s old bytes.
