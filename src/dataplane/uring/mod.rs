@@ -30,6 +30,18 @@
 //! that fd on the per-slot path for good; stderr says which, once per
 //! worker and fd. [`UringIo::mode`] and [`UringIo::stats`] show it too.
 //!
+//! **Task work**: an armed receive runs as io_uring task work of the
+//! thread that armed it. The ring is set up with `DEFER_TASKRUN` (+
+//! `SINGLE_ISSUER`, `TASKRUN_FLAG`; Linux 6.1+; created disabled and
+//! enabled by its first call, so the worker thread is its submitter): the
+//! kernel queues the work and flags it in the SQ ring, and a receive call
+//! that sees the flag runs all of it with one `io_uring_enter`, so packets
+//! are received in batches when the worker asks, never by interrupting
+//! it. A kernel without those flags gets a plain ring (`TWA_SIGNAL`: task
+//! work interrupts the thread, which measured slower, see below).
+//! `ESPTUN_URING_TASKRUN=coop|signal` picks the other modes for
+//! experiments. One consequence: a `UringIo` must be used from one thread.
+//!
 //! **Waiting**: with only multishot reads of interest, `wait` blocks in
 //! `io_uring_enter` (`IORING_ENTER_EXT_ARG` timeout) for one CQE; that
 //! wait also runs the task work that performs the receives. With a write
@@ -68,6 +80,7 @@ use socket2::Socket;
 
 mod multishot;
 mod pbuf;
+mod slots;
 #[cfg(test)]
 mod tests;
 
@@ -76,7 +89,7 @@ pub use multishot::{RxMode, UringStats};
 use pbuf::{BufRing, ring_entries};
 
 use super::backend::{BackendKind, Interest, PacketIo, not_connected, poll_wait};
-use super::batch::{PacketBatch, PacketMeta};
+use super::batch::PacketBatch;
 use super::msg::MsgScratch;
 use super::syscall::is_v6_socket;
 use super::tun::TunQueue;
@@ -114,6 +127,53 @@ pub struct UringMode {
     pub tun: RxMode,
 }
 
+/// How the kernel runs the task work of armed operations (the receives
+/// themselves): `ESPTUN_URING_TASKRUN` = defer (the default), coop or
+/// signal. Figures in the module doc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TaskRun {
+    /// No setup flag: task work interrupts the thread (TWA_SIGNAL, an IPI
+    /// when it runs elsewhere).
+    Signal,
+    /// IORING_SETUP_COOP_TASKRUN | TASKRUN_FLAG (5.19+): no interrupt; it
+    /// runs at the thread's next syscall, the SQ flag says it is pending.
+    Coop,
+    /// SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG (6.1+), created disabled
+    /// and enabled by the first call (in the worker thread, which becomes
+    /// the only submitter): task work runs only in an io_uring_enter with
+    /// GETEVENTS, i.e. once per receive call when the SQ flag says so.
+    Defer,
+}
+
+impl TaskRun {
+    fn from_env() -> TaskRun {
+        match std::env::var("ESPTUN_URING_TASKRUN").as_deref() {
+            Ok("coop") => TaskRun::Coop,
+            Ok("signal") => TaskRun::Signal,
+            _ => TaskRun::Defer,
+        }
+    }
+
+    /// A ring set up for this mode, or for [`TaskRun::Signal`] when the
+    /// kernel refuses the flags (older than 6.1 / 5.19).
+    fn ring(self) -> io::Result<(IoUring, TaskRun)> {
+        let mut b = IoUring::builder();
+        match self {
+            TaskRun::Signal => return Ok((IoUring::new(RING_ENTRIES)?, TaskRun::Signal)),
+            TaskRun::Coop => {
+                b.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            TaskRun::Defer => {
+                b.setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag().setup_r_disabled();
+            }
+        }
+        match b.build(RING_ENTRIES) {
+            Ok(r) => Ok((r, self)),
+            Err(_) => TaskRun::Signal.ring(),
+        }
+    }
+}
+
 /// The header a multishot recvmsg is armed with: only the name and control
 /// lengths are read (they size the areas in front of each payload).
 struct MsgHdr(Box<libc::msghdr>);
@@ -142,6 +202,9 @@ pub struct UringIo {
     tun_rx: Rx,
     ms_hdr: MsgHdr,
     stats: UringStats,
+    taskrun: TaskRun,
+    /// The ring was enabled (Defer: by the first call, in the worker).
+    enabled: bool,
 }
 
 impl UringIo {
@@ -151,7 +214,7 @@ impl UringIo {
     pub fn new(udp: Option<Socket>, tun: Option<TunQueue>) -> io::Result<UringIo> {
         probe()?;
         let v6 = is_v6_socket(udp.as_ref())?;
-        let ring = IoUring::new(RING_ENTRIES)?;
+        let (ring, taskrun) = TaskRun::from_env().ring()?;
         let mut p = Probe::new();
         let read_multi =
             ring.submitter().register_probe(&mut p).is_ok() && p.is_supported(opcode::ReadMulti::CODE);
@@ -174,7 +237,27 @@ impl UringIo {
             tun_rx: Rx::new("tun"),
             ms_hdr: MsgHdr(hdr),
             stats: UringStats::default(),
+            enabled: taskrun != TaskRun::Defer,
+            taskrun,
         })
+    }
+
+    /// Enables a ring created disabled, from the calling thread (which
+    /// becomes its only submitter).
+    fn enable(&mut self) -> io::Result<()> {
+        if !self.enabled {
+            self.ring.submitter().register_enable_rings()?;
+            self.enabled = true;
+        }
+        Ok(())
+    }
+
+    /// Runs pending task work (the kernel's receives for armed operations)
+    /// when the ring says there is some: one io_uring_enter, else nothing.
+    fn run_task_work(&mut self) {
+        if self.taskrun != TaskRun::Signal && self.ring.submission().taskrun() {
+            let _ = self.ring.submit_and_wait(0);
+        }
     }
 
     /// How each fd's receives go now.
@@ -185,73 +268,6 @@ impl UringIo {
     /// Multishot counters so far.
     pub fn stats(&self) -> UringStats {
         self.stats
-    }
-
-    /// Pushes the SQEs `make(0..n)` (user_data = index), submits them, and
-    /// reaps all `n` completions into `self.results[..n]`; multishot
-    /// completions reaped on the way are staged.
-    ///
-    /// # Panics
-    /// If `io_uring_enter` fails with a non-transient error while operations
-    /// are pending (a broken ring; returning would be unsound).
-    ///
-    /// # Safety
-    /// Every entry `make` builds must point only at memory that stays valid
-    /// and unaliased until this function returns (it does not return before
-    /// all `n` operations have completed).
-    unsafe fn run(
-        &mut self,
-        n: usize,
-        mut make: impl FnMut(usize, &mut MsgScratch) -> io_uring::squeue::Entry,
-    ) -> io::Result<()> {
-        debug_assert!(n <= PER_SLOT_MAX);
-        if self.results.len() < n {
-            self.results.resize(n, 0);
-        }
-        let mut queued = n;
-        {
-            let mut sq = self.ring.submission();
-            for i in 0..n {
-                let e = make(i, &mut self.scratch).user_data(i as u64);
-                // SAFETY: the caller guarantees the entry's buffers outlive the
-                // operation. If the queue is full the entry is not queued.
-                if unsafe { sq.push(&e) }.is_err() {
-                    queued = i;
-                    break;
-                }
-            }
-        }
-        if queued < n {
-            // Entries 0..queued are in and point at caller memory: reap
-            // them before returning.
-            self.reap_slots(queued)?;
-            return Err(io::Error::other("io_uring submission queue full"));
-        }
-        self.reap_slots(n)
-    }
-
-    /// Submits and reaps until `n` per-slot completions came back.
-    fn reap_slots(&mut self, n: usize) -> io::Result<()> {
-        let mut reaped = 0;
-        while reaped < n {
-            if let Err(e) = self.ring.submit_and_wait(1) {
-                // Pushed entries point at caller memory; returning before they
-                // complete would let the kernel touch it later. A non-transient
-                // io_uring_enter error means the ring itself is broken.
-                assert!(transient(&e), "io_uring_enter failed with operations pending: {e}");
-            }
-            for cqe in self.ring.completion() {
-                let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
-                if multishot::stage(&mut self.udp_rx, &mut self.tun_rx, ud, res, flags) {
-                    continue;
-                }
-                if let Some(r) = self.results.get_mut(ud as usize) {
-                    *r = res;
-                }
-                reaped += 1;
-            }
-        }
-        Ok(())
     }
 
     /// Moves every completion in the CQ into the fds' queues (no syscall).
@@ -333,6 +349,7 @@ impl UringIo {
         mut tun: Option<&mut PacketBatch>,
         mut udp: Option<&mut PacketBatch>,
     ) -> io::Result<(usize, usize)> {
+        self.enable()?;
         if let Some(b) = tun.as_deref() {
             self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?;
             self.setup(true, b);
@@ -343,14 +360,19 @@ impl UringIo {
         }
         let tun_ms = self.tun_rx.mode == RxMode::Multishot;
         let udp_ms = self.udp_rx.mode == RxMode::Multishot;
-        let (gt, gu, mut err) = match self
-            .receive_slots(tun.as_deref_mut().filter(|_| !tun_ms), udp.as_deref_mut().filter(|_| !udp_ms))
-        {
-            Ok((t, u)) => (t, u, None),
-            Err(e) => (0, 0, Some(e)),
+        let slots_t = tun.as_deref_mut().filter(|_| !tun_ms);
+        let slots_u = udp.as_deref_mut().filter(|_| !udp_ms);
+        let (gt, gu, mut err) = if slots_t.is_none() && slots_u.is_none() {
+            (0, 0, None)
+        } else {
+            match self.receive_slots(slots_t, slots_u) {
+                Ok((t, u)) => (t, u, None),
+                Err(e) => (0, 0, Some(e)),
+            }
         };
         let (mut mt, mut mu) = (0, 0);
         if tun_ms || udp_ms {
+            self.run_task_work();
             self.reap();
             // Twice at most: a re-arm finds waiting data at once.
             for _ in 0..2 {
@@ -392,116 +414,6 @@ impl UringIo {
             Some(e) if nt == 0 && nu == 0 => Err(e),
             _ => Ok((nt, nu)),
         }
-    }
-
-    /// The per-slot receive (one non-blocking SQE per slot, all reaped
-    /// before returning) for the fds given.
-    fn receive_slots(
-        &mut self,
-        mut tun: Option<&mut PacketBatch>,
-        mut udp: Option<&mut PacketBatch>,
-    ) -> io::Result<(usize, usize)> {
-        let cap = if tun.is_some() && udp.is_some() { PER_SLOT_MAX / 2 } else { PER_SLOT_MAX };
-        let mut err = None;
-        // TUN: through the ring when it takes RWF_NOWAIT, else plain reads.
-        let (mut tfd, mut nt, mut recv_len) = (types::Fd(-1), 0, 0u32);
-        if let Some(b) = tun.as_deref_mut() {
-            b.clear();
-            let q = self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?;
-            if self.tun_nowait {
-                (tfd, nt) = (types::Fd(q.as_raw_fd()), self.tun_batch.min(b.capacity()).min(cap));
-                recv_len = u32::try_from(b.recv_len()).unwrap_or(u32::MAX);
-            } else if let Err(e) = q.read_batch(b) {
-                err = Some(e);
-            }
-        }
-        let mut ptrs = [std::ptr::null_mut::<u8>(); PER_SLOT_MAX];
-        if let Some(b) = tun.as_deref_mut() {
-            for (i, p) in ptrs.iter_mut().enumerate().take(nt) {
-                *p = b.recv_ptr(i);
-            }
-        }
-        let (mut ufd, mut nu) = (types::Fd(-1), 0);
-        if let Some(b) = udp.as_deref_mut() {
-            b.clear();
-            ufd = types::Fd(self.udp.as_ref().ok_or_else(|| not_connected("UDP socket"))?.as_raw_fd());
-            nu = self.udp_batch.min(b.capacity()).min(cap);
-            self.scratch.prepare_recv(b, nu);
-        }
-        if nt + nu > 0 {
-            // SAFETY: SQEs 0..nt point at slots of `tun`, nt..nt+nu at
-            // scratch headers (and through them at slots of `udp`); all are
-            // exclusively borrowed until `run` returns after reaping every
-            // completion.
-            unsafe {
-                self.run(nt + nu, |i, s| {
-                    if i < nt {
-                        opcode::Read::new(tfd, ptrs[i], recv_len).rw_flags(libc::RWF_NOWAIT).build()
-                    } else {
-                        opcode::RecvMsg::new(ufd, &raw mut s.hdrs[i - nt].msg_hdr)
-                            .flags(libc::MSG_DONTWAIT as u32)
-                            .build()
-                    }
-                })?;
-            }
-        }
-        let mut gt = tun.as_deref().map_or(0, PacketBatch::len);
-        let mut no_nowait = false;
-        if let Some(b) = tun.as_deref_mut().filter(|_| nt > 0) {
-            for i in 0..nt {
-                match cqe_len(self.results[i]) {
-                    Ok(len) => {
-                        b.set_received(i, PacketMeta { len, ..PacketMeta::EMPTY });
-                        if i != gt {
-                            b.move_slot(i, gt);
-                        }
-                        gt += 1;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    // A kernel whose TUN lacks FMODE_NOWAIT: never submit a
-                    // TUN op that could block holding the caller's buffer.
-                    Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => no_nowait = true,
-                    Err(e) => err = err.or(Some(e)),
-                }
-            }
-            self.tun_batch = Self::adapt(nt, gt, b.capacity().min(cap));
-            b.set_len(gt);
-        }
-        let mut gu = 0;
-        if let Some(b) = udp {
-            for i in 0..nu {
-                match cqe_len(self.results[nt + i]) {
-                    Ok(len) => {
-                        self.scratch.finish_recv(i, len, b);
-                        if i != gu {
-                            b.move_slot(i, gu);
-                        }
-                        gu += 1;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => err = err.or(Some(e)),
-                }
-            }
-            self.udp_batch = Self::adapt(nu, gu, b.capacity().min(cap));
-            b.set_len(gu);
-        }
-        if no_nowait {
-            // From now on plain reads; this turn's read happens at once.
-            self.tun_nowait = false;
-            if let (Some(b), Some(q)) = (tun.filter(|_| gt == 0), self.tun.as_ref()) {
-                gt = q.read_batch(b).unwrap_or(0);
-            }
-        }
-        match err {
-            Some(e) if gt == 0 && gu == 0 => Err(e),
-            _ => Ok((gt, gu)),
-        }
-    }
-
-    /// Next adaptive batch size after a batch of `size` returned `got`.
-    fn adapt(size: usize, got: usize, cap: usize) -> usize {
-        let next = if got == size { size * 2 } else { (got * 2).max(MIN_BATCH) };
-        next.clamp(1, cap.clamp(1, PER_SLOT_MAX))
     }
 
     /// Which of the multishot fds in `interest` have staged completions.
@@ -606,6 +518,7 @@ impl PacketIo for UringIo {
     }
 
     fn send_udp(&mut self, batch: &PacketBatch, from: usize) -> io::Result<usize> {
+        self.enable()?;
         let fd = types::Fd(self.udp.as_ref().ok_or_else(|| not_connected("UDP socket"))?.as_raw_fd());
         let mut sent = 0;
         while from + sent < batch.len() {
@@ -642,6 +555,7 @@ impl PacketIo for UringIo {
     }
 
     fn write_tun(&mut self, batch: &PacketBatch, from: usize) -> io::Result<usize> {
+        self.enable()?;
         let tun = self.tun.as_ref().ok_or_else(|| not_connected("TUN queue"))?;
         if !self.tun_nowait {
             return tun.write_batch(batch, from);
@@ -674,6 +588,7 @@ impl PacketIo for UringIo {
     }
 
     fn wait(&mut self, interest: Interest, timeout: Option<Duration>) -> io::Result<Interest> {
+        self.enable()?;
         let ms_udp = interest.udp_read && self.udp_rx.mode == RxMode::Multishot;
         let ms_tun = interest.tun_read && self.tun_rx.mode == RxMode::Multishot;
         if !(ms_udp || ms_tun) {
@@ -684,15 +599,19 @@ impl PacketIo for UringIo {
                 timeout,
             );
         }
+        self.run_task_work();
         self.reap();
         let ready = self.staged_ready(interest);
         if !ready.is_empty() {
             return Ok(ready);
         }
+        // Reads of absent fds are never ready: leave them out.
+        let (has_udp, has_tun) = (self.udp.is_some(), self.tun.is_some());
         let rest = Interest {
-            udp_read: interest.udp_read && !ms_udp,
-            tun_read: interest.tun_read && !ms_tun,
-            ..interest
+            udp_read: interest.udp_read && !ms_udp && has_udp,
+            udp_write: interest.udp_write && has_udp,
+            tun_read: interest.tun_read && !ms_tun && has_tun,
+            tun_write: interest.tun_write && has_tun,
         };
         if rest.is_empty() {
             // Only multishot reads: their completions land in the CQ, so
@@ -715,6 +634,7 @@ impl PacketIo for UringIo {
             ],
             timeout,
         )?;
+        self.run_task_work();
         self.reap();
         let hit = |r: libc::c_short, m: libc::c_short| r & (m | libc::POLLERR | libc::POLLHUP) != 0;
         let staged = self.staged_ready(interest);

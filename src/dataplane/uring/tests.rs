@@ -7,8 +7,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::dataplane::batch::PacketMeta;
 use crate::dataplane::syscall::SyscallIo;
-use crate::dataplane::udp::{UdpConfig, UdpGroup, setsockopt_int};
+use crate::dataplane::udp::{UdpConfig, UdpGroup};
 use crate::esp::buf::{DEFAULT_CAPACITY, HEADROOM};
 
 #[test]
@@ -243,5 +244,27 @@ fn switched_off_or_forced_per_slot_still_receives() {
     recv_n(&mut io, &mut b, 20, &mut got);
     assert_eq!(got[19].0, payload(19));
     assert_eq!(io.stats(), UringStats::default());
-    let _ = setsockopt_int; // (imported for symmetry with the GRO test)
+}
+
+#[test]
+fn pending_receives_are_flagged_and_run_once_per_call() {
+    let Some((mut io, addr, _)) = receiver(false) else { return };
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut b = PacketBatch::with_headroom(64, 2048, HEADROOM);
+    io.recv_udp(&mut b).unwrap();
+    if io.mode().udp != RxMode::Multishot || io.taskrun == TaskRun::Signal {
+        eprintln!("skipped: multishot {:?}, task work {:?}", io.mode(), io.taskrun);
+        return;
+    }
+    for i in 0..10 {
+        tx.send_to(&payload(i), addr).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    // Deferred: the receives wait as task work until this thread enters
+    // io_uring; the ring says so, and one receive call runs them. (Coop
+    // runs them at any syscall exit, e.g. the sleep's.)
+    if io.taskrun == TaskRun::Defer {
+        assert!(io.ring.submission().taskrun(), "task work flagged");
+    }
+    assert_eq!(io.recv_udp(&mut b).unwrap(), 10);
 }
