@@ -48,6 +48,21 @@
 //! or a per-slot fd in the interest it polls those fds and the ring fd
 //! together; with no multishot fd it is the shared `poll(2)`.
 //!
+//! **Figures** (2026-12-04, 05:15-05:56 UTC, Linux 6.18, 2 shared cores,
+//! load average 3.5-6 from other jobs): iperf3 single-stream TCP A -> B in
+//! the `scripts/demo --io uring` topology (static AES-128-GCM SAs, 8 s
+//! runs, binaries run in turn in shuffled order per round, 22 runs each
+//! over three sessions): main's per-slot path 3.62 Gbit/s median, multishot
+//! with `DEFER_TASKRUN` 3.50 (paired ratio to main 0.96, range 0.66-1.49),
+//! this build with `ESPTUN_URING_MULTISHOT=0` 3.74; CPU seconds of both
+//! daemons per Gbit 0.290 / 0.293 / 0.269. The per-slot code of the two
+//! binaries is the same and differed by 12 %, so multishot is neither
+//! faster nor slower beyond the noise here. Multishot on a plain ring (task
+//! work as signals) was slower: 2.63 against 3.35 Gbit/s (13 runs each,
+//! load 5.5). 8, 16 or 64 buffers per ring made no difference (6 runs
+//! each). In these runs every packet went by buffer exchange; the copy path
+//! (a batch of another slot size) was not measured.
+//!
 //! **Soundness**: ring buffers are lent to the kernel from `publish` until
 //! the CQE naming them; only then are they read or exchanged. `drop`
 //! cancels the armed operations and waits (at most 2 s) for their final
