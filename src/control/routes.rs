@@ -52,37 +52,30 @@ fn block_end(start: u128, size_log: u32) -> Option<u128> {
 
 /// Runs `ip route replace PREFIX dev DEV` for each prefix.
 pub fn install(dev: &str, prefixes: &[(IpAddr, u8)]) -> Result<(), String> {
-    for (a, l) in prefixes {
-        let p = format!("{a}/{l}");
-        let fam = if a.is_ipv4() { "-4" } else { "-6" };
-        let out = Command::new("ip")
-            .args([fam, "route", "replace", &p, "dev", dev])
-            .output()
-            .map_err(|e| format!("cannot run `ip` (iproute2) to add route {p}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "ip route replace {p} dev {dev}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-    }
-    Ok(())
+    ip_route("replace", dev, prefixes)
 }
 
 /// Runs `ip route del PREFIX dev DEV` for each prefix; a route that is
 /// already gone is not an error.
 pub fn remove(dev: &str, prefixes: &[(IpAddr, u8)]) -> Result<(), String> {
+    ip_route("del", dev, prefixes)
+}
+
+/// `ip -4|-6 route VERB PREFIX dev DEV` for each prefix. For `del`, ESRCH
+/// ("RTNETLINK answers: No such process": the route is already gone) is
+/// success.
+fn ip_route(verb: &str, dev: &str, prefixes: &[(IpAddr, u8)]) -> Result<(), String> {
     for (a, l) in prefixes {
         let p = format!("{a}/{l}");
         let fam = if a.is_ipv4() { "-4" } else { "-6" };
         let out = Command::new("ip")
-            .args([fam, "route", "del", &p, "dev", dev])
+            .args([fam, "route", verb, &p, "dev", dev])
             .output()
-            .map_err(|e| format!("cannot run `ip` (iproute2) to remove route {p}: {e}"))?;
+            .map_err(|e| format!("cannot run `ip` (iproute2) for `ip route {verb} {p}`: {e}"))?;
         let err = String::from_utf8_lossy(&out.stderr);
-        // ESRCH: "RTNETLINK answers: No such process".
-        if !out.status.success() && !err.contains("No such process") {
-            return Err(format!("ip route del {p} dev {dev}: {}", err.trim()));
+        let already_gone = verb == "del" && err.contains("No such process");
+        if !out.status.success() && !already_gone {
+            return Err(format!("ip route {verb} {p} dev {dev}: {}", err.trim()));
         }
     }
     Ok(())
