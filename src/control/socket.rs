@@ -83,7 +83,7 @@ impl ControlSocket {
     }
 
     /// Waits up to `timeout` for datagrams, then handles what is waiting
-    /// (at most [`MAX_PER_TURN`]). Returns how many were handled.
+    /// (at most `MAX_PER_TURN` = 1024). Returns how many were handled.
     pub fn serve(&mut self, timeout: Duration) -> io::Result<usize> {
         let ready = poll_wait(
             Some(self.sock.as_raw_fd()),

@@ -160,7 +160,7 @@ impl IoCounters {
     }
 }
 
-/// A worker's published counters (copied every [`PUBLISH_EVERY`]).
+/// A worker's published counters (copied every `PUBLISH_EVERY` (100 ms)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WorkerStats {
     /// The engine's counters.
@@ -302,7 +302,7 @@ impl Worker {
         WorkerStats { engine: self.engine.counters().clone(), io: self.counters, inbound }
     }
 
-    /// Copies the counters out (every [`PUBLISH_EVERY`], not per packet;
+    /// Copies the counters out (every `PUBLISH_EVERY` (100 ms), not per packet;
     /// the lock is uncontended but for the control thread's reads).
     fn publish(&self) {
         if let Ok(mut s) = self.stats.lock() {
