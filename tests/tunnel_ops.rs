@@ -440,7 +440,8 @@ fn routes_of(ns: &NetNs, dev: &str) -> Vec<String> {
 }
 
 /// A reload that drops a route from `[interface] routes` removes it from
-/// the kernel (and adds the new one), while the routes kept stay.
+/// the kernel (and adds the new one), while the routes kept stay; a reload
+/// of a broken file is refused and changes nothing.
 #[test]
 fn reload_adds_and_removes_routes() {
     if !common::root_tests_enabled() {
@@ -465,5 +466,17 @@ fn reload_adds_and_removes_routes() {
     assert!(after.contains(&"203.0.113.0/25".into()), "kept: {after:?}");
     assert!(after.contains(&"198.51.100.128/25".into()), "added: {after:?}");
     assert!(!after.contains(&"203.0.113.128/25".into()), "removed: {after:?}");
+
+    // A broken file is refused with its location, and the running routes
+    // (and the daemon) stay as they were.
+    let good = cfg.toml();
+    dir.write("a.toml", &good.replace("[interface]", "[interface]\nmtuu = 1400"));
+    let log = a.reload_refused(1);
+    assert!(log.contains("a.toml:") && log.contains("mtuu"), "error names file, line and key:\n{log}");
+    assert_eq!(routes_of(&pair.a, &cfg.tun), after, "a refused reload changed the routes");
+    // The next good file is taken again.
+    dir.write("a.toml", &good);
+    a.reload(2);
+    assert_eq!(routes_of(&pair.a, &cfg.tun), after);
     let _ = a.stop();
 }

@@ -438,6 +438,26 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGHUP for a reload that must be refused, and waits (10 s at
+    /// most) until the daemon said so for the `n`-th time; returns the log.
+    pub fn reload_refused(&mut self, n: usize) -> String {
+        assert!(self.alive(), "esptun {} died before the reload:\n{}", self.label, self.log());
+        // SAFETY: as in `stop`, our own child, not reaped yet.
+        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) }, 0);
+        let start = Instant::now();
+        while self.log().matches("esptun: reload refused").count() < n {
+            assert!(
+                start.elapsed() < DAEMON_DEADLINE,
+                "esptun {}: refused reload {n} not reported:\n{}",
+                self.label,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(self.alive(), "esptun {} exited after a refused reload:\n{}", self.label, self.log());
+        self.log()
+    }
+
     /// Stops the daemon with SIGTERM and returns its summary line, parsed.
     /// Fails the test if it had already exited, does not exit within 10 s,
     /// exits unsuccessfully or prints no summary.
