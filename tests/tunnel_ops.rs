@@ -405,6 +405,8 @@ fn keepalives_and_ike_go_to_the_control_socket() {
     assert_eq!(value("esptun_drops_total{reason=\"ike_unhandled\"}"), 3);
     assert_eq!(value("esptun_drops_total{reason=\"auth_failed\"}"), 0);
     assert_eq!(value("esptun_workers"), 2);
+    // Four pings cannot drain a ring of hundreds of buffers.
+    assert_eq!(value("esptun_uring_nobufs_total"), 0);
     // 4 pings were answered through the tunnel: A opened at least 4 ESP
     // packets, and no more than its final total.
     let rx = value("esptun_rx_packets_total");

@@ -155,6 +155,15 @@ impl AnyIo {
             BackendKind::Syscall => AnyIo::Syscall(SyscallIo::new(udp, tun)?),
         })
     }
+
+    /// How often an io_uring multishot receive ran out of provided buffers
+    /// (0 for the syscall backend).
+    pub fn ring_nobufs(&self) -> u64 {
+        match self {
+            AnyIo::Uring(io) => io.stats().nobufs,
+            AnyIo::Syscall(_) => 0,
+        }
+    }
 }
 
 macro_rules! dispatch {

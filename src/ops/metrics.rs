@@ -201,6 +201,10 @@ pub fn describe() {
     c("esptun_gro_writes_total", "TUN writes carrying a coalesced TCP super-packet.");
     c("esptun_tso_packets_total", "TCP super-packets (TSO) read from the TUN and split.");
     c("esptun_uso_packets_total", "UDP super-packets (USO) read from the TUN and split.");
+    c(
+        "esptun_uring_nobufs_total",
+        "io_uring multishot receives ended by an empty buffer ring (re-armed; nothing lost).",
+    );
     metrics::describe_gauge!("esptun_workers", "Worker threads running.");
 }
 
@@ -222,6 +226,7 @@ pub fn publish(s: &WorkerStats, workers: usize) {
         ("esptun_gro_writes_total", s.io.gro_writes),
         ("esptun_tso_packets_total", s.io.tso_packets),
         ("esptun_uso_packets_total", s.io.uso_packets),
+        ("esptun_uring_nobufs_total", s.io.ring_nobufs),
     ] {
         metrics::counter!(name).absolute(v);
     }

@@ -126,6 +126,10 @@ pub struct IoCounters {
     pub tso_packets: u64,
     /// UDP super-packets (USO) read from the TUN and split.
     pub uso_packets: u64,
+    /// io_uring multishot receives the kernel ended because the provided
+    /// buffer ring ran dry (re-armed at once; packets wait in the socket or
+    /// TUN queue meanwhile, nothing is lost). Zero on the syscall backend.
+    pub ring_nobufs: u64,
 }
 
 impl IoCounters {
@@ -144,6 +148,7 @@ impl IoCounters {
         self.icmp_ratelimited += o.icmp_ratelimited;
         self.tso_packets += o.tso_packets;
         self.uso_packets += o.uso_packets;
+        self.ring_nobufs += o.ring_nobufs;
     }
 
     /// The drop counters as (label, count).
@@ -299,7 +304,12 @@ impl Worker {
     fn snapshot(&self) -> WorkerStats {
         let mut inbound = Vec::new();
         self.engine.inbound_usage(&mut inbound);
-        WorkerStats { engine: self.engine.counters().clone(), io: self.counters, inbound }
+        WorkerStats { engine: self.engine.counters().clone(), io: self.io_counters(), inbound }
+    }
+
+    /// The I/O counters, with the backend's own (ring exhaustion) filled in.
+    fn io_counters(&self) -> IoCounters {
+        IoCounters { ring_nobufs: self.io.ring_nobufs(), ..self.counters }
     }
 
     /// Copies the counters out (every `PUBLISH_EVERY` (100 ms), not per packet;
@@ -307,7 +317,7 @@ impl Worker {
     fn publish(&self) {
         if let Ok(mut s) = self.stats.lock() {
             s.engine.clone_from(self.engine.counters());
-            s.io = self.counters;
+            s.io = self.io_counters();
             self.engine.inbound_usage(&mut s.inbound);
         }
     }
