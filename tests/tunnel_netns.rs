@@ -513,3 +513,51 @@ fn udp_gso_send_is_split_from_one_uso_super_packet() {
     assert_eq!(sa.unexpected_drops(&["policy_drop"]), Vec::<String>::new(), "A: {}", sa.line);
     assert_eq!(sb.unexpected_drops(&["policy_drop"]), Vec::<String>::new(), "B: {}", sb.line);
 }
+
+/// Where a seccomp filter refuses io_uring (Docker's default profile),
+/// `--io auto` says so and runs on syscalls, and the tunnel carries
+/// traffic; `--io uring` refuses to start and says why.
+#[test]
+fn auto_uses_syscalls_where_seccomp_refuses_io_uring() {
+    if !can_run(Io::Syscall) {
+        return;
+    }
+    let _machine = shared();
+    let pair = Pair::new("sc", Fam::V4);
+    // Daemon::start checks that the start line names the syscall backend.
+    let (mut a, mut b) = pair.start_both(&[Fam::V4], Io::AutoNoUring);
+    for d in [&a, &b] {
+        assert!(
+            d.log().contains("esptun: io_uring unusable here ("),
+            "the fallback is explained:\n{}",
+            d.log()
+        );
+    }
+    let (ia, ib) = (inner(Fam::V4, true), inner(Fam::V4, false));
+    let (p, out) = ping_with(&pair.a, ib, PINGS, &[]);
+    assert_eq!(p, Pings { sent: PINGS, received: PINGS }, "{out}");
+    tcp_transfer(&pair.a, &pair.b, ia, ib, MATRIX_TCP_BYTES, 1).unwrap();
+    let (sa, sb) = (a.stop(), b.stop());
+    assert!(
+        sa.tx_bytes > MATRIX_TCP_BYTES && sb.rx_bytes > MATRIX_TCP_BYTES,
+        "A: {}\nB: {}",
+        sa.line,
+        sb.line
+    );
+
+    // Forcing io_uring under the same filter is an error at start.
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", pair.a.name(), env!("CARGO_BIN_EXE_esptun"), "run", "-c"])
+        .arg(pair.dir.join("A.toml"))
+        .args(["--io", "uring", "--seconds", "5"]);
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the hook runs in the forked child before exec and only
+        // calls prctl (async-signal-safe), allocating nothing.
+        unsafe { cmd.pre_exec(tunnel::deny_io_uring) };
+    }
+    let out = cmd.output().expect("run esptun");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "esptun --io uring started under the filter:\n{err}");
+    assert!(err.contains("io_uring unusable"), "the error says why:\n{err}");
+}

@@ -15,7 +15,7 @@
 
 use super::routes;
 use super::socket::ControlSocket;
-use crate::dataplane::backend::{AnyIo, BackendChoice, BackendKind};
+use crate::dataplane::backend::{AnyIo, BackendKind};
 use crate::dataplane::tun::{TunConfig, TunDevice};
 use crate::dataplane::udp::{UdpConfig, UdpGroup, attach_spi_steering};
 use crate::dataplane::worker::{Worker, WorkerConfig, WorkerStats};
@@ -96,7 +96,13 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     }
     let mut plan = Plan::build(&cfg, &iface, None)?;
     let kind = match iface.io {
-        IoChoice::Auto => BackendChoice::Auto.resolve(),
+        IoChoice::Auto => match crate::dataplane::backend::uring_usable() {
+            Ok(()) => BackendKind::Uring,
+            Err(e) => {
+                eprintln!("esptun: io_uring unusable here ({e}): using the syscall backend");
+                BackendKind::Syscall
+            }
+        },
         IoChoice::Uring => {
             crate::dataplane::backend::uring_usable()
                 .map_err(|e| format!("io = \"uring\": io_uring unusable: {e}"))?;

@@ -38,6 +38,10 @@ pub enum Io {
     Uring,
     /// recvmmsg/sendmmsg + read/write.
     Syscall,
+    /// `--io auto` in a process whose seccomp filter refuses the io_uring
+    /// system calls with EPERM, as Docker's default profile does: esptun
+    /// must pick syscalls by itself.
+    AutoNoUring,
 }
 
 impl Io {
@@ -46,6 +50,7 @@ impl Io {
         match self {
             Io::Uring => "uring",
             Io::Syscall => "syscall",
+            Io::AutoNoUring => "auto",
         }
     }
 
@@ -54,8 +59,43 @@ impl Io {
         match self {
             Io::Uring => "Uring I/O",
             Io::Syscall => "Syscall I/O",
+            Io::AutoNoUring => "Syscall I/O",
         }
     }
+}
+
+/// Installs, in the calling process (a child between fork and exec), a
+/// seccomp filter under which io_uring_setup, io_uring_enter and
+/// io_uring_register fail with EPERM and every other system call is
+/// allowed. It is inherited by `ip netns exec` and the esptun it runs.
+pub fn deny_io_uring() -> std::io::Result<()> {
+    // The io_uring calls are 425-427 in the unified syscall table that
+    // x86_64, i386 and aarch64 all use for them, so no arch check is needed.
+    const FIRST: u32 = 425;
+    const LAST: u32 = 427;
+    let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let prog = [
+        // A = seccomp_data.nr (offset 0).
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        // nr < FIRST: allow; nr > LAST: allow; else EPERM.
+        jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, FIRST, 0, 2),
+        jump(libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K, LAST, 1, 0),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
+    // SAFETY: prctl with these options only reads `fprog` (and the filter
+    // it points to, alive on this stack frame) during the call; both calls
+    // are async-signal-safe, as a pre_exec hook requires.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &raw const fprog) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Underlay addresses (on the veth, /24 and /64).
@@ -219,7 +259,8 @@ pub struct Pair {
     pub a: NetNs,
     pub b: NetNs,
     pub outer: Fam,
-    dir: PathBuf,
+    /// Scratch directory (the daemons' config files, `A.toml` and `B.toml`).
+    pub dir: PathBuf,
 }
 
 impl Pair {
@@ -356,11 +397,18 @@ impl Daemon {
     /// Starts `esptun run -c CONFIG --io IO EXTRA...` in `ns`; returns once
     /// it printed its start line.
     pub fn start(ns: &NetNs, label: &str, config: &std::path::Path, io: Io, extra: &[&str]) -> Daemon {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_esptun"), "run", "-c"])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns.name(), env!("CARGO_BIN_EXE_esptun"), "run", "-c"])
             .arg(config)
             .args(["--io", io.arg(), "--seconds", DAEMON_SECONDS])
-            .args(extra)
+            .args(extra);
+        if io == Io::AutoNoUring {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the hook runs in the forked child before exec and
+            // only calls prctl (async-signal-safe), allocating nothing.
+            unsafe { cmd.pre_exec(deny_io_uring) };
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
