@@ -36,6 +36,10 @@ enum Cmd {
         /// Worker threads (overrides `[interface] workers`; 0 = one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Worker CPU pinning: auto, none, or CPUs such as 0,2 or 0-3
+        /// (overrides `[interface] cpus`).
+        #[arg(long, value_name = "auto|none|LIST")]
+        cpus: Option<esptun::policy::config::Cpus>,
         /// Turn TUN/UDP offloads off.
         #[arg(long)]
         no_offloads: bool,
@@ -119,12 +123,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Cmd::Check { file } => check(&file),
-        Cmd::Run { config, io, workers, no_offloads, stats, seconds, metrics } => {
+        Cmd::Run { config, io, workers, cpus, no_offloads, stats, seconds, metrics } => {
             let opts = (|| -> Result<_, String> {
                 Ok(esptun::control::run::RunOptions {
                     config,
                     io,
                     workers,
+                    cpus,
                     no_offloads,
                     stats_every: secs(stats, "--stats")?,
                     duration: secs(seconds, "--seconds")?,

@@ -3,7 +3,7 @@
 //! with its position.
 
 use esptun::policy::compile::compile;
-use esptun::policy::config::{Config, IoChoice, Target};
+use esptun::policy::config::{Config, Cpus, IoChoice, Target};
 
 const SA: &str = r#"
 [settings]
@@ -32,6 +32,7 @@ fn interface_defaults_and_values() {
     assert_eq!((c.interface.mtu, c.interface.path_mtu, c.interface.workers), (None, 1500, 0));
     assert!(c.interface.routes.is_none() && c.interface.offloads && c.interface.io == IoChoice::Auto);
     assert_eq!(c.interface.metrics, None, "metrics are off by default");
+    assert_eq!(c.interface.cpus, Cpus::Auto, "workers are pinned by default");
     let text = format!(
         "{SA}\n[interface]\nname = \"vpn1\"\naddresses = [\"198.51.100.1/24\", \"2001:db8:1::1\"]\nmtu = 1400\n\
          path_mtu = 9000\nroutes = [\"203.0.113.0/24\", \"2001:db8:2::/64\"]\nworkers = 3\nio = \"syscall\"\noffloads = false\n\
@@ -74,6 +75,21 @@ fn interface_errors_name_the_line() {
     assert!(e[0].starts_with(&format!("t.toml:{line}:")) && e[0].contains("ADDR:PORT"), "{e:?}");
     let e = bad("metrics = \"127.0.0.1:0\"");
     assert!(e[0].contains("not an address and port"), "{e:?}");
+    let e = bad("cpus = [0, 2, 0]");
+    assert!(e[0].starts_with(&format!("t.toml:{line}:")) && e[0].contains("CPU 0 is listed twice"), "{e:?}");
+    let e = bad("cpus = \"3-1\"");
+    assert!(e[0].contains("inverted"), "{e:?}");
+    let e = bad("cpus = []");
+    assert!(e[0].contains("empty"), "{e:?}");
+    let e = bad("cpus = \"pinned\"");
+    assert!(e[0].contains("not a CPU number") && e[0].contains("\"none\""), "{e:?}");
+    let e = bad("cpus = [-1]");
+    assert!(e[0].contains("not a CPU number"), "{e:?}");
+    let e = bad("cpus = 3");
+    assert!(
+        e[0].starts_with(&format!("t.toml:{line}:")) && e[0].contains("a string or a list of integers"),
+        "{e:?}"
+    );
     let e = bad("mtuu = 1400");
     assert!(e[0].contains("unknown") && e[0].contains("mtu"), "{e:?}");
 }
@@ -130,4 +146,31 @@ fn static_sa_via_errors() {
     assert!(e.iter().any(|e| e.contains("is not the address of gateway \"gw-a\"")), "{e:?}");
     let e = errors(&via_sa("bulk", Some("gw-a"), "192.0.2.11", "in"));
     assert!(e.iter().any(|e| e.contains("`child` on an inbound static SA")), "{e:?}");
+}
+
+#[test]
+fn cpus_forms() {
+    let cpus = |v: &str| {
+        Config::from_str(&format!("{SA}\n[interface]\ncpus = {v}\n"), "t.toml").unwrap().interface.cpus
+    };
+    assert_eq!(cpus("\"auto\""), Cpus::Auto);
+    assert_eq!(cpus("\"none\""), Cpus::Unpinned);
+    assert_eq!(cpus("[3, 1]"), Cpus::List(vec![3, 1]));
+    assert_eq!(cpus("\"0-2, 6\""), Cpus::List(vec![0, 1, 2, 6]));
+    // The command-line form parses the same way.
+    assert_eq!("1,0".parse::<Cpus>(), Ok(Cpus::List(vec![1, 0])));
+    assert!("1024".parse::<Cpus>().is_err() && "0-1,1".parse::<Cpus>().is_err());
+    // Placement: auto walks the allowed CPUs, a list is taken as written
+    // and must lie inside them; none pins nothing.
+    let allowed = [2, 3, 5];
+    assert_eq!(
+        (0..4).map(|i| Cpus::Auto.for_worker(i, &allowed).unwrap()).collect::<Vec<_>>(),
+        [Some(2), Some(3), Some(5), Some(2)]
+    );
+    assert_eq!(Cpus::List(vec![5, 3]).for_worker(2, &allowed), Ok(Some(5)));
+    let e = Cpus::List(vec![4]).for_worker(0, &allowed).unwrap_err();
+    assert!(e.contains("CPU 4 is not one esptun may run on"), "{e}");
+    assert_eq!(Cpus::Unpinned.for_worker(0, &allowed), Ok(None));
+    assert_eq!(Cpus::Auto.for_worker(0, &[]), Ok(None));
+    assert_eq!(Cpus::List(vec![0, 2, 3]).to_string(), "0,2,3");
 }

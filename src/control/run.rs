@@ -24,7 +24,7 @@ use crate::esp::{DscpMode, InboundSa, OutboundSa, OuterPath, SaConfig};
 use crate::ops::metrics::{self, Exporter, Registry};
 use crate::policy::compile::compile;
 use crate::policy::config::{
-    Config, Direction, FlowHashMode, Interface, IoChoice, OuterDscp, StaticSa, Target,
+    Config, Cpus, Direction, FlowHashMode, Interface, IoChoice, OuterDscp, StaticSa, Target,
 };
 use crate::policy::multipath::{GatewayGroup, GatewayIdx, GatewaySpec, gateway_id};
 use crate::policy::spd::{ChildId, Spd};
@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub io: Option<IoChoice>,
     /// Worker count (overrides `workers`).
     pub workers: Option<usize>,
+    /// CPU pinning (overrides `cpus`).
+    pub cpus: Option<Cpus>,
     /// Turn offloads off (overrides `offloads`).
     pub no_offloads: bool,
     /// Print the counters this often (none: only at exit).
@@ -87,6 +89,9 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     }
     if let Some(w) = opts.workers {
         iface.workers = w;
+    }
+    if let Some(c) = &opts.cpus {
+        iface.cpus = c.clone();
     }
     if opts.no_offloads {
         iface.offloads = false;
@@ -139,8 +144,19 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     let dev = tun.name().to_string();
     routes::install(&dev, &plan.routes)?;
 
+    // The CPUs esptun may run on (its affinity mask, e.g. a container's
+    // cpuset), and each worker's pin.
+    let allowed: Vec<usize> =
+        core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let pins = (0..n).map(|i| iface.cpus.for_worker(i, &allowed)).collect::<Result<Vec<_>, _>>()?;
+    let pinned = if pins.iter().all(Option::is_none) {
+        "unpinned".to_string()
+    } else {
+        let p: Vec<String> = pins.iter().map(|c| c.map_or("-".into(), |c| c.to_string())).collect();
+        format!("on CPUs {}", p.join(","))
+    };
     eprintln!(
-        "esptun: {dev} up (mtu {}), {} worker(s), {kind:?} I/O, UDP {}, {} outbound / {} inbound SA(s), offloads: tso {} uso {} gso {} gro {}",
+        "esptun: {dev} up (mtu {}), {} worker(s) {pinned}, {kind:?} I/O, UDP {}, {} outbound / {} inbound SA(s), offloads: tso {} uso {} gso {} gro {}",
         plan.mtu,
         n,
         plan.local,
@@ -190,7 +206,6 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     };
 
     let stop = Arc::new(AtomicBool::new(false));
-    let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::new();
     let mut stats = Vec::new();
     let mut senders = Vec::new();
@@ -203,7 +218,7 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
         let wcfg = WorkerConfig {
             index: i,
             batch: 64,
-            core: cores.get(i % cores.len().max(1)).copied(),
+            core: pins[i].map(|id| core_affinity::CoreId { id }),
             vnet: offloads.vnet_hdr,
             gso: udp_features.gso,
             gro: udp_features.gro,
@@ -305,7 +320,11 @@ impl Plan {
     /// continues its predecessor's sequence numbers, so no nonce is reused.
     fn build(cfg: &Config, iface: &Interface, prev: Option<&Plan>) -> Result<Plan, String> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = if iface.workers == 0 { cores } else { iface.workers };
+        let workers = match (&iface.cpus, iface.workers) {
+            (Cpus::List(l), 0) => l.len(),
+            (_, 0) => cores,
+            (_, w) => w,
+        };
         let policy = compile(cfg);
         let target_id = |t: Target| policy.targets.iter().position(|x| *x == t).map(|i| i as ChildId);
         let mut groups = Vec::new();
@@ -491,6 +510,9 @@ fn reload(
     (new_iface.io, new_iface.workers, new_iface.offloads) = (iface.io, iface.workers, iface.offloads);
     if opts.metrics.is_some() {
         new_iface.metrics = iface.metrics;
+    }
+    if opts.cpus.is_some() {
+        new_iface.cpus = iface.cpus.clone();
     }
     // Routes follow the file; the rest of [interface] needs a restart.
     let eff = Interface { routes: new_iface.routes.clone(), ..iface.clone() };

@@ -242,13 +242,14 @@ pub fn render(cfg: &Config) -> Result<String, String> {
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "interface \"{}\": addresses [{}], mtu {}, path_mtu {}, routes {}, workers {}, io {:?}, offloads {}, metrics {}",
+        "interface \"{}\": addresses [{}], mtu {}, path_mtu {}, routes {}, workers {}, cpus {}, io {:?}, offloads {}, metrics {}",
         i.name,
         pfx(&i.addresses),
         i.mtu.map_or("auto".to_string(), |m| m.to_string()),
         i.path_mtu,
         i.routes.as_ref().map_or("auto (tunnel destinations)".to_string(), |r| format!("[{}]", pfx(r))),
         if i.workers == 0 { "one per core".to_string() } else { i.workers.to_string() },
+        i.cpus,
         i.io,
         i.offloads,
         i.metrics.map_or("off".to_string(), |a| format!("http://{a}/metrics"))

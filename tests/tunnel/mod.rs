@@ -451,6 +451,11 @@ impl Daemon {
         d
     }
 
+    /// The esptun process id (`ip netns exec` execs esptun in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the daemon wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()

@@ -2,8 +2,9 @@
 //! `esptun run` brings up. Pure validation, like the rest of `build`.
 
 use super::build::{Ctx, sp};
-use super::model::{Interface, IoChoice};
+use super::model::{Cpus, Interface, IoChoice};
 use super::raw::RawInterface;
+use super::units::StrOrInts;
 use std::net::IpAddr;
 use toml::Spanned;
 
@@ -38,6 +39,26 @@ pub(crate) fn interface(c: &mut Ctx, raw: &Option<Spanned<RawInterface>>) -> Int
         out.mtu = Some(c.int(&raw.mtu, "mtu", (576, 65535), 1400) as u16);
     }
     out.workers = c.int(&raw.workers, "workers", (0, 1024), 0) as usize;
+    if let Some(v) = &raw.cpus {
+        let parsed = match v.get_ref() {
+            StrOrInts::Str(s) => s.parse::<Cpus>(),
+            StrOrInts::Ints(l) => {
+                let l: Result<Vec<usize>, String> = l
+                    .iter()
+                    .map(|&n| usize::try_from(n).map_err(|_| format!("`{n}` is not a CPU number")))
+                    .collect();
+                l.and_then(Cpus::list)
+            }
+        };
+        match parsed {
+            Ok(cpus) => out.cpus = cpus,
+            Err(e) => c.d.err(
+                sp(v),
+                format!("cpus: {e}"),
+                "write \"auto\" (worker i on the i-th CPU), \"none\" (no pinning), or CPUs such as [0, 2] or \"0-3\"",
+            ),
+        }
+    }
     out.io = c.opt_choice(
         &raw.io,
         "io",

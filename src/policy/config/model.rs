@@ -458,6 +458,100 @@ pub enum IoChoice {
     Syscall,
 }
 
+/// Which CPUs the workers are pinned to (`[interface] cpus`, `--cpus`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Cpus {
+    /// Worker `i` on the `i`-th CPU of esptun's affinity mask (wrapping).
+    #[default]
+    Auto,
+    /// No pinning: the scheduler places the workers.
+    Unpinned,
+    /// Worker `i` on CPU `list[i % list.len()]`; with `workers = 0`, one
+    /// worker per listed CPU.
+    List(Vec<usize>),
+}
+
+/// Highest CPU number accepted in a list (the kernel's CPU_SETSIZE - 1).
+pub const MAX_CPU: usize = 1023;
+
+impl std::str::FromStr for Cpus {
+    type Err = String;
+    /// `auto`, `none`, or CPU numbers and ranges as taskset writes them
+    /// (`0-3,6`).
+    fn from_str(s: &str) -> Result<Cpus, String> {
+        match s.trim() {
+            "auto" => return Ok(Cpus::Auto),
+            "none" => return Ok(Cpus::Unpinned),
+            _ => {}
+        }
+        let mut list = Vec::new();
+        for part in s.split(',').map(str::trim) {
+            let num = |t: &str| -> Result<usize, String> {
+                t.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n <= MAX_CPU)
+                    .ok_or_else(|| format!("`{t}` is not a CPU number (0..={MAX_CPU})"))
+            };
+            let (lo, hi) = match part.split_once('-') {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => (num(part)?, num(part)?),
+            };
+            if lo > hi {
+                return Err(format!("CPU range `{part}` is inverted"));
+            }
+            list.extend(lo..=hi);
+        }
+        Cpus::list(list)
+    }
+}
+
+impl Cpus {
+    /// A validated list: non-empty, each CPU at most once.
+    pub fn list(list: Vec<usize>) -> Result<Cpus, String> {
+        if list.is_empty() {
+            return Err("the CPU list is empty".into());
+        }
+        if let Some(d) = list.iter().enumerate().find(|(i, c)| list[..*i].contains(c)).map(|(_, c)| c) {
+            return Err(format!("CPU {d} is listed twice"));
+        }
+        if let Some(c) = list.iter().find(|&&c| c > MAX_CPU) {
+            return Err(format!("CPU {c} is beyond {MAX_CPU}"));
+        }
+        Ok(Cpus::List(list))
+    }
+
+    /// The CPU for worker `i`, given the CPUs esptun may run on (its
+    /// affinity mask); an error names a listed CPU outside that mask.
+    pub fn for_worker(&self, i: usize, allowed: &[usize]) -> Result<Option<usize>, String> {
+        match self {
+            Cpus::Unpinned => Ok(None),
+            Cpus::Auto => Ok(if allowed.is_empty() { None } else { Some(allowed[i % allowed.len()]) }),
+            Cpus::List(l) => {
+                let c = l[i % l.len()];
+                if allowed.contains(&c) {
+                    Ok(Some(c))
+                } else {
+                    Err(format!("cpus: CPU {c} is not one esptun may run on (allowed: {allowed:?})"))
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Cpus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cpus::Auto => f.write_str("auto"),
+            Cpus::Unpinned => f.write_str("none"),
+            Cpus::List(l) => {
+                let s: Vec<String> = l.iter().map(ToString::to_string).collect();
+                f.write_str(&s.join(","))
+            }
+        }
+    }
+}
+
 /// The TUN device and workers (`[interface]`), for `esptun run`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {
@@ -472,8 +566,10 @@ pub struct Interface {
     /// Routes into the device; `None` = every destination the policy
     /// protects.
     pub routes: Option<Vec<(IpAddr, u8)>>,
-    /// Worker threads; 0 = one per core.
+    /// Worker threads; 0 = one per core (one per listed CPU with a list).
     pub workers: usize,
+    /// CPU pinning of the workers.
+    pub cpus: Cpus,
     /// I/O backend.
     pub io: IoChoice,
     /// Use TUN/UDP offloads (TSO, GSO, GRO) where the kernel has them.
@@ -491,6 +587,7 @@ impl Default for Interface {
             path_mtu: 1500,
             routes: None,
             workers: 0,
+            cpus: Cpus::Auto,
             io: IoChoice::Auto,
             offloads: true,
             metrics: None,

@@ -2,7 +2,7 @@
 //! keep every value's byte span, so validation can point at it. Nothing
 //! here is checked beyond TOML types; `build` turns it into the model.
 
-use super::units::NumOrStr;
+use super::units::{NumOrStr, StrOrInts};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -36,6 +36,7 @@ pub(crate) struct RawInterface {
     pub path_mtu: OS<i64>,
     pub routes: Option<S<Vec<S<String>>>>,
     pub workers: OS<i64>,
+    pub cpus: OS<StrOrInts>,
     pub io: OS<String>,
     pub offloads: OS<bool>,
     pub metrics: OS<String>,

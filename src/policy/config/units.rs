@@ -37,6 +37,39 @@ impl<'de> serde::Deserialize<'de> for NumOrStr {
     }
 }
 
+/// A TOML value that may be a string or a list of integers
+/// (`cpus = "0-3"` or `cpus = [0, 1, 2, 3]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StrOrInts {
+    /// A string, parsed later by the key's own grammar.
+    Str(String),
+    /// A list of integers.
+    Ints(Vec<i64>),
+}
+
+impl<'de> serde::Deserialize<'de> for StrOrInts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrOrInts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of integers")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrInts, E> {
+                Ok(StrOrInts::Str(v.to_string()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<StrOrInts, A::Error> {
+                let mut out = Vec::new();
+                while let Some(n) = seq.next_element::<i64>()? {
+                    out.push(n);
+                }
+                Ok(StrOrInts::Ints(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Parses a duration in seconds: `3600`, `"3600s"`, `"30m"`, `"1h"`, `"2d"`
 /// (one number, one optional unit, as in strongSwan).
 pub(crate) fn duration_secs(v: &NumOrStr) -> Result<u64, String> {
