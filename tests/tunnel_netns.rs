@@ -550,12 +550,7 @@ fn auto_uses_syscalls_where_seccomp_refuses_io_uring() {
     cmd.args(["netns", "exec", pair.a.name(), env!("CARGO_BIN_EXE_esptun"), "run", "-c"])
         .arg(pair.dir.join("A.toml"))
         .args(["--io", "uring", "--seconds", "5"]);
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: the hook runs in the forked child before exec and only
-        // calls prctl (async-signal-safe), allocating nothing.
-        unsafe { cmd.pre_exec(tunnel::deny_io_uring) };
-    }
+    tunnel::without_io_uring(&mut cmd);
     let out = cmd.output().expect("run esptun");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "esptun --io uring started under the filter:\n{err}");

@@ -64,6 +64,14 @@ impl Io {
     }
 }
 
+/// Makes `cmd` run under [`deny_io_uring`].
+pub fn without_io_uring(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child before exec and only calls
+    // prctl (async-signal-safe), allocating nothing.
+    unsafe { cmd.pre_exec(deny_io_uring) };
+}
+
 /// Installs, in the calling process (a child between fork and exec), a
 /// seccomp filter under which io_uring_setup, io_uring_enter and
 /// io_uring_register fail with EPERM and every other system call is
@@ -403,10 +411,7 @@ impl Daemon {
             .args(["--io", io.arg(), "--seconds", DAEMON_SECONDS])
             .args(extra);
         if io == Io::AutoNoUring {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: the hook runs in the forked child before exec and
-            // only calls prctl (async-signal-safe), allocating nothing.
-            unsafe { cmd.pre_exec(deny_io_uring) };
+            without_io_uring(&mut cmd);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -476,39 +481,32 @@ impl Daemon {
     /// Sends SIGHUP and waits (10 s at most) until the daemon confirmed
     /// its `n`-th reload on stderr.
     pub fn reload(&mut self, n: usize) {
-        assert!(self.alive(), "esptun {} died before the reload:\n{}", self.label, self.log());
-        // SAFETY: as in `stop`, our own child, not reaped yet.
-        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) }, 0);
-        let start = Instant::now();
-        while self.log().matches("esptun: reloaded ").count() < n {
-            assert!(
-                start.elapsed() < DAEMON_DEADLINE,
-                "esptun {}: reload {n} not confirmed:\n{}",
-                self.label,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.hup_until("esptun: reloaded ", n);
     }
 
     /// Sends SIGHUP for a reload that must be refused, and waits (10 s at
     /// most) until the daemon said so for the `n`-th time; returns the log.
     pub fn reload_refused(&mut self, n: usize) -> String {
+        self.hup_until("esptun: reload refused", n);
+        assert!(self.alive(), "esptun {} exited after a refused reload:\n{}", self.label, self.log());
+        self.log()
+    }
+
+    /// SIGHUP, then wait until `marker` is in the log `n` times.
+    fn hup_until(&mut self, marker: &str, n: usize) {
         assert!(self.alive(), "esptun {} died before the reload:\n{}", self.label, self.log());
         // SAFETY: as in `stop`, our own child, not reaped yet.
         assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) }, 0);
         let start = Instant::now();
-        while self.log().matches("esptun: reload refused").count() < n {
+        while self.log().matches(marker).count() < n {
             assert!(
                 start.elapsed() < DAEMON_DEADLINE,
-                "esptun {}: refused reload {n} not reported:\n{}",
+                "esptun {}: `{marker}` {n} times not seen:\n{}",
                 self.label,
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(self.alive(), "esptun {} exited after a refused reload:\n{}", self.label, self.log());
-        self.log()
     }
 
     /// Stops the daemon with SIGTERM and returns its summary line, parsed.
