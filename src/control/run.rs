@@ -116,6 +116,17 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
         IoChoice::Syscall => BackendKind::Syscall,
     };
     let n = plan.workers;
+    // The CPUs esptun may run on (its affinity mask, e.g. a container's
+    // cpuset), and each worker's pin (checked before anything is set up).
+    let allowed: Vec<usize> =
+        core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let pins = (0..n).map(|i| iface.cpus.for_worker(i, &allowed)).collect::<Result<Vec<_>, _>>()?;
+    let pinned = if pins.iter().all(Option::is_none) {
+        "unpinned".to_string()
+    } else {
+        let p: Vec<String> = pins.iter().map(|c| c.map_or("-".into(), |c| c.to_string())).collect();
+        format!("on CPUs {}", p.join(","))
+    };
 
     // UDP: one socket per worker, steered by SPI, and the control
     // thread's socket last (keepalives, IKE).
@@ -144,17 +155,6 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     let dev = tun.name().to_string();
     routes::install(&dev, &plan.routes)?;
 
-    // The CPUs esptun may run on (its affinity mask, e.g. a container's
-    // cpuset), and each worker's pin.
-    let allowed: Vec<usize> =
-        core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
-    let pins = (0..n).map(|i| iface.cpus.for_worker(i, &allowed)).collect::<Result<Vec<_>, _>>()?;
-    let pinned = if pins.iter().all(Option::is_none) {
-        "unpinned".to_string()
-    } else {
-        let p: Vec<String> = pins.iter().map(|c| c.map_or("-".into(), |c| c.to_string())).collect();
-        format!("on CPUs {}", p.join(","))
-    };
     eprintln!(
         "esptun: {dev} up (mtu {}), {} worker(s) {pinned}, {kind:?} I/O, UDP {}, {} outbound / {} inbound SA(s), offloads: tso {} uso {} gso {} gro {}",
         plan.mtu,
