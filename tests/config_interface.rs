@@ -174,3 +174,23 @@ fn cpus_forms() {
     assert_eq!(Cpus::Auto.for_worker(0, &[]), Ok(None));
     assert_eq!(Cpus::List(vec![0, 2, 3]).to_string(), "0,2,3");
 }
+
+#[test]
+fn static_sa_keepalive() {
+    let with = |extra: &str| format!("{SA}{extra}\n");
+    let c = Config::from_str(&with("keepalive = \"25s\""), "t.toml").unwrap();
+    assert_eq!(c.static_sas[0].keepalive, 25);
+    assert!(esptun::policy::check::render(&c).unwrap().contains("NAT keepalive every 25s"));
+    assert_eq!(Config::from_str(SA, "t.toml").unwrap().static_sas[0].keepalive, 0, "off by default");
+    // The keepalive line is the last of the SA: SA's lines, then it.
+    let line = SA.matches('\n').count() + 1;
+    let e = errors(&with("keepalive = \"25s\"").replace("direction = \"out\"", "direction = \"in\""));
+    assert!(
+        e.iter().any(|e| e.starts_with(&format!("t.toml:{line}:")) && e.contains("inbound static SA")),
+        "{e:?}"
+    );
+    let e = errors(&with("keepalive = 20\nencap = false"));
+    assert!(e.iter().any(|e| e.contains("without UDP encapsulation") && e.contains("encap = true")), "{e:?}");
+    let e = errors(&with("keepalive = \"20y\""));
+    assert!(e.iter().any(|e| e.contains("keepalive: unknown time unit")), "{e:?}");
+}

@@ -7,7 +7,8 @@
 //!   spread over all three, every flow sticks to one gateway, and taking a
 //!   gateway out (reload without its SA) moves only that gateway's flows;
 //! - NAT keepalives and IKE reach the control thread's socket, and the
-//!   Prometheus exporter (`--metrics`) shows the same counts;
+//!   Prometheus exporter (`--metrics`) shows the same counts; `keepalive`
+//!   on an outbound SA sends them at start and every interval;
 //! - a reload adds new routes and deletes dropped ones, and a broken file
 //!   is refused;
 //! - `cpus` pins the worker threads as it says (auto, a list, none).
@@ -553,4 +554,50 @@ fn workers_are_pinned_as_cpus_says() {
     let (p, out) = tunnel::traffic::ping_with(&pair.a, ib, 3, &[]);
     assert_eq!(p.received, 3, "{out}");
     let (_, _) = (a.stop(), b.stop());
+}
+
+/// `keepalive = "1s"` on A's outbound SA: A sends a NAT keepalive at start
+/// and then every second, from its tunnel port to B's; B's control socket
+/// counts each, and A's exporter counts them as sent.
+#[test]
+fn keepalives_are_sent_every_interval() {
+    if !common::root_tests_enabled() {
+        return;
+    }
+    let pair = tunnel::Pair::new("ka", tunnel::Fam::V4);
+    let fams = [tunnel::Fam::V4];
+    let metrics_at = SocketAddr::new(tunnel::A_OUTER4.into(), 9721);
+    let mut cfg_a = tunnel::SideCfg::new(true, tunnel::Fam::V4, &fams);
+    cfg_a.keepalive = Some("1s");
+    let mut b = pair.start(false, &tunnel::SideCfg::new(false, tunnel::Fam::V4, &fams), Io::Syscall, &[]);
+    let t0 = Instant::now();
+    let mut a = pair.start(true, &cfg_a, Io::Syscall, &["--metrics", &metrics_at.to_string()]);
+    // Said once the control loop starts, just after the start line.
+    let said = format!("NAT keepalives to {}:4500 every 1s", tunnel::B_OUTER4);
+    while !a.log().contains(&said) && t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(a.log().contains(&said), "{}", a.log());
+    // Keepalives at about 0, 1 and 2 s; scrape after the exporter's next
+    // 250 ms update, then stop B (a slow stop may let a fourth in: at
+    // least two and at most four, i.e. neither only the first nor a flood).
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(t0.elapsed()));
+    let page = pair.b.run(|| scrape(metrics_at)).unwrap();
+    let sb = b.stop();
+    let _ = a.stop();
+    let elapsed = t0.elapsed();
+    assert!(
+        (2..=4).contains(&sb.keepalives),
+        "B got {} keepalives in {elapsed:?}: {}",
+        sb.keepalives,
+        sb.line
+    );
+    assert_eq!(sb.drop("nat_keepalive"), sb.keepalives, "consumed by the control socket: {}", sb.line);
+    assert_eq!(sb.unexpected_drops(&["nat_keepalive"]), Vec::<String>::new(), "B: {}", sb.line);
+    let sent = page
+        .lines()
+        .find_map(|l| l.strip_prefix("esptun_keepalives_sent_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no esptun_keepalives_sent_total:\n{page}"));
+    assert!((2..=4).contains(&sent), "A sent {sent}: {}", sb.line);
 }

@@ -13,6 +13,7 @@
 //! IKE connections are validated but not negotiated yet: only
 //! `[[static_sas]]` carry traffic.
 
+use super::keepalive::Keepalives;
 use super::routes;
 use super::socket::ControlSocket;
 use crate::dataplane::backend::{AnyIo, BackendKind};
@@ -236,18 +237,33 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     let start = Instant::now();
     let mut last = Instant::now();
     let mut last_publish = Instant::now();
+    let mut keepalives = Keepalives::new(&plan.keepalives, start);
+    if !keepalives.is_empty() {
+        eprintln!("esptun: NAT keepalives to {}", keepalives.describe());
+    }
+    let mut due = Vec::new();
     while !STOP.load(Ordering::Relaxed) && !handles.iter().any(|h| h.is_finished()) {
         // The control socket's datagrams, or 50 ms of quiet.
         if let Err(e) = control.serve(Duration::from_millis(50)) {
             eprintln!("esptun: control socket: {e}");
             std::thread::sleep(Duration::from_millis(50));
         }
+        due.clear();
+        keepalives.due(Instant::now(), &mut due);
+        for &to in &due {
+            if let Err(e) = control.send_keepalive(to) {
+                eprintln!("esptun: NAT keepalive to {to}: {e}");
+            }
+        }
         if opts.duration.is_some_and(|d| start.elapsed() >= d) {
             break;
         }
         if RELOAD.swap(false, Ordering::Relaxed) {
             match reload(opts, &iface, &plan, &senders) {
-                Ok(p) => plan = p,
+                Ok(p) => {
+                    keepalives.update(&p.keepalives, Instant::now());
+                    plan = p;
+                }
                 Err(e) => eprintln!("esptun: reload refused, running configuration kept:\n{e}"),
             }
         }
@@ -312,6 +328,9 @@ struct Plan {
     /// Inbound SA configs with their entries (each engine builds its own
     /// SA from them).
     inbound: Vec<(SaConfig, StaticSa)>,
+    /// NAT keepalive targets: (peer, interval) of outbound ESP-in-UDP SAs
+    /// with `keepalive`.
+    keepalives: Vec<(SocketAddr, Duration)>,
 }
 
 impl Plan {
@@ -433,7 +452,15 @@ impl Plan {
             None => policy.tunnel_destinations().iter().flat_map(routes::range_to_prefixes).collect(),
         };
         let spd = Arc::new(policy.to_spd().map_err(|e| format!("policy: {e}"))?);
-        Ok(Plan { workers, local, mtu, path_mtu, routes, spd, groups, outbound, inbound })
+        let keepalives = cfg
+            .static_sas
+            .iter()
+            .filter(|s| s.direction == Direction::Out && s.keepalive > 0)
+            .filter_map(|s| {
+                s.encap.map(|(_, rp)| (SocketAddr::new(s.remote, rp), Duration::from_secs(s.keepalive)))
+            })
+            .collect();
+        Ok(Plan { workers, local, mtu, path_mtu, routes, spd, groups, outbound, inbound, keepalives })
     }
 
     /// Whether worker `i` owns inbound SPI `spi` (the steering program

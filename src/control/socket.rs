@@ -82,6 +82,15 @@ impl ControlSocket {
         })
     }
 
+    /// Sends a NAT keepalive to `to` from the tunnel's port (counted). A
+    /// full socket buffer or an unreachable peer is an error for the
+    /// caller to report; the next one is due an interval later anyway.
+    pub fn send_keepalive(&mut self, to: SocketAddr) -> io::Result<()> {
+        self.sock.send_to(&crate::control::keepalive::KEEPALIVE, to)?;
+        self.counters.keepalives_sent += 1;
+        Ok(())
+    }
+
     /// Waits up to `timeout` for datagrams, then handles what is waiting
     /// (at most `MAX_PER_TURN` = 1024). Returns how many were handled.
     pub fn serve(&mut self, timeout: Duration) -> io::Result<usize> {

@@ -125,6 +125,8 @@ pub struct Counters {
     pub fragments: u64,
     /// NAT keepalives received.
     pub keepalives: u64,
+    /// NAT keepalives sent (by the control thread).
+    pub keepalives_sent: u64,
     /// IKE packets (non-ESP marker) passed to the control thread.
     pub ike: u64,
     /// Packets whose SA crossed a soft lifetime (rekey due).
@@ -143,6 +145,7 @@ impl Counters {
         self.icmp_errors += o.icmp_errors;
         self.fragments += o.fragments;
         self.keepalives += o.keepalives;
+        self.keepalives_sent += o.keepalives_sent;
         self.ike += o.ike;
         self.soft_lifetime += o.soft_lifetime;
     }

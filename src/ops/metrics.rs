@@ -191,6 +191,7 @@ pub fn describe() {
     c("esptun_icmp_errors_total", "ICMP/ICMPv6 too-big errors generated.");
     c("esptun_fragments_total", "IPv4 fragments made before sealing.");
     c("esptun_keepalives_total", "NAT keepalives received.");
+    c("esptun_keepalives_sent_total", "NAT keepalives sent.");
     c("esptun_ike_messages_total", "IKE messages (non-ESP marker) received.");
     c("esptun_soft_lifetime_total", "Packets on an SA past its soft lifetime.");
     c("esptun_drops_total", "Packets dropped by the ESP engine or control socket, by reason.");
@@ -220,6 +221,7 @@ pub fn publish(s: &WorkerStats, workers: usize) {
         ("esptun_icmp_errors_total", e.icmp_errors),
         ("esptun_fragments_total", e.fragments),
         ("esptun_keepalives_total", e.keepalives),
+        ("esptun_keepalives_sent_total", e.keepalives_sent),
         ("esptun_ike_messages_total", e.ike),
         ("esptun_soft_lifetime_total", e.soft_lifetime),
         ("esptun_gso_sends_total", s.io.gso_sends),

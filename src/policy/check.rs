@@ -226,6 +226,9 @@ pub fn render(cfg: &Config) -> Result<String, String> {
         );
         let _ = writeln!(o, "  local_ts {}; remote_ts {}", join(&sa.local_ts), join(&sa.remote_ts));
         let _ = writeln!(o, "  replay window {}", sa.replay_window);
+        if sa.keepalive > 0 {
+            let _ = writeln!(o, "  NAT keepalive every {}s", sa.keepalive);
+        }
         if let Some(v) = sa.via {
             let c = &cfg.connections[v.conn];
             let _ = writeln!(

@@ -175,6 +175,8 @@ pub struct SideCfg {
     pub key_in: &'static str,
     pub local_ts: Vec<String>,
     pub remote_ts: Vec<String>,
+    /// `keepalive` of the outbound SA (`None`: off).
+    pub keepalive: Option<&'static str>,
 }
 
 fn toml_list(v: &[String]) -> String {
@@ -224,6 +226,7 @@ impl SideCfg {
             key_in,
             local_ts: nets(a_side),
             remote_ts: nets(!a_side),
+            keepalive: None,
         }
     }
 
@@ -254,6 +257,9 @@ impl SideCfg {
                 toml_list(&self.local_ts),
                 toml_list(&self.remote_ts)
             );
+            if let (Some(k), "out") = (self.keepalive, dir) {
+                s += &format!("keepalive = {k:?}\n");
+            }
         }
         s
     }

@@ -84,6 +84,24 @@ pub(crate) fn static_sas(c: &mut Ctx, raw: &[Spanned<RawStaticSa>], conns: &[Con
             }
         }
         let via = static_via(c, r, direction, remote, conns);
+        let keepalive = c.duration(&r.keepalive, "keepalive", 0);
+        if let Some(k) = &r.keepalive
+            && keepalive > 0
+        {
+            if direction == Some(Direction::In) {
+                c.d.err(
+                    sp(k),
+                    "`keepalive` on an inbound static SA",
+                    "put it on the outbound SA to the same peer (keepalives are sent, not received, per SA)",
+                );
+            } else if !encap_on {
+                c.d.err(
+                    sp(k),
+                    "`keepalive` without UDP encapsulation",
+                    "NAT keepalives are UDP datagrams (RFC 3948): set encap = true or remove keepalive",
+                );
+            }
+        }
         if let (Some(direction), Some(spi), Some(alg), Some(key), Some(local), Some(remote)) =
             (direction, spi, alg, key, local, remote)
         {
@@ -102,6 +120,7 @@ pub(crate) fn static_sas(c: &mut Ctx, raw: &[Spanned<RawStaticSa>], conns: &[Con
                 replay_window,
                 dscp,
                 via,
+                keepalive,
             });
         }
     }

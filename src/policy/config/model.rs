@@ -389,6 +389,9 @@ pub struct StaticSa {
     /// (manual keying of a multipath child) instead of being a policy
     /// target of its own.
     pub via: Option<StaticVia>,
+    /// Outbound ESP-in-UDP only: send a NAT keepalive to the peer every
+    /// this many seconds (0 = off).
+    pub keepalive: u64,
 }
 
 /// The child and gateway a keyed-by-hand outbound SA serves.

@@ -175,6 +175,7 @@ pub(crate) struct RawStaticSa {
     pub dscp: OS<NumOrStr>,
     pub child: OS<String>,
     pub gateway: OS<String>,
+    pub keepalive: OS<NumOrStr>,
 }
 
 #[derive(Deserialize)]
