@@ -141,6 +141,11 @@ impl GatewayGroup {
     /// impossible) go to the lower index.
     #[inline]
     pub fn pick(&self, flow_hash: u64) -> Option<GatewayIdx> {
+        // One gateway (every static SA, most children): no score to take,
+        // and no `ln` per packet.
+        if let [g] = self.gateways.as_slice() {
+            return g.up.load(Ordering::Relaxed).then_some(0);
+        }
         let mut best: Option<(GatewayIdx, f64)> = None;
         for (i, g) in self.gateways.iter().enumerate() {
             if !g.up.load(Ordering::Relaxed) {
@@ -214,6 +219,11 @@ mod tests {
         assert_eq!(g.pick(42), None);
         g.set_up(1, true);
         assert_eq!(g.pick(42), Some(1));
+        // A group of one: its gateway while up, none while down.
+        let one = group(&[3]);
+        assert!((0..1000).all(|h| one.pick(mix(h)) == Some(0)));
+        one.set_up(0, false);
+        assert_eq!(one.pick(42), None);
     }
 
     #[test]
