@@ -84,7 +84,9 @@ impl Engine {
         }
         for i in 0..n {
             let Plan::Seal(c, g) = plan[i] else { continue };
-            let Some(sa) = self.sa(c, g).cloned() else {
+            // Borrowed, not cloned: an Arc clone per packet would be two
+            // atomic operations on a count every worker shares.
+            let Some(sa) = sa_of(&self.children, c, g) else {
                 out[i] = self.drop(DropReason::NoGateway);
                 continue;
             };
@@ -95,34 +97,18 @@ impl Engine {
                 }
                 None => sa.reserve_seq(1),
             };
-            out[i] = self.seal_into(&sa, &mut bufs[i], seq);
+            out[i] = seal_into(&mut self.counters, sa, &mut bufs[i], seq);
         }
         self.plan = plan;
     }
 
     pub(super) fn sa(&self, child: ChildId, gw: GatewayIdx) -> Option<&Arc<OutboundSa>> {
-        self.children.get(child as usize)?.as_ref()?.sas.get(gw)?.as_ref()
+        sa_of(&self.children, child, gw)
     }
 
     fn drop(&mut self, r: DropReason) -> OutVerdict {
         self.counters.drops.inc(r);
         OutVerdict::Drop(r)
-    }
-
-    fn seal_into(&mut self, sa: &OutboundSa, buf: &mut PacketBuf, seq: u64) -> OutVerdict {
-        let len = buf.len() as u64;
-        match sa.seal_reserved(buf, Framing::Esp, seq) {
-            Ok(s) => {
-                self.counters.tx_packets += 1;
-                self.counters.tx_bytes += len;
-                if s.lifetime == LifetimeState::Soft {
-                    self.counters.soft_lifetime += 1;
-                }
-                let path = &sa.config().path;
-                OutVerdict::Send { to: path.remote, port: path.encap.map_or(0, |e| e.1), tos: s.outer_tos }
-            }
-            Err(r) => self.drop(r),
-        }
     }
 
     fn plan_one(&mut self, buf: &mut PacketBuf, out: &mut OutVerdict) -> Plan {
@@ -146,14 +132,16 @@ impl Engine {
             }
         };
         let picked = self.children.get(child as usize).and_then(Option::as_ref).and_then(|c| {
-            let h = if c.symmetric {
-                key.symmetric_hash(self.cfg.hash_seed)
-            } else {
-                key.hash(self.cfg.hash_seed)
+            // A group of one needs no flow hash.
+            let h = match (c.group.len(), c.symmetric) {
+                (1, _) => 0,
+                (_, true) => key.symmetric_hash(self.cfg.hash_seed),
+                (_, false) => key.hash(self.cfg.hash_seed),
             };
             let gw = c.group.pick(h)?;
-            Some((gw, c.sas.get(gw)?.clone()?))
+            Some((gw, c.sas.get(gw)?.as_ref()?))
         });
+        // The SA is borrowed (no Arc clone per packet, see outbound_batch).
         let Some((gw, sa)) = picked else {
             *out = self.drop(DropReason::NoGateway);
             return Plan::Done;
@@ -165,7 +153,8 @@ impl Engine {
                 *out = self.too_big(buf, mtu);
                 Plan::Done
             }
-            PmtuAction::Fragment => match self.fragment(buf, max, &sa) {
+            // Rare (IPv4 without DF, too big): the clone is fine here.
+            PmtuAction::Fragment => match self.fragment(buf, max, &sa.clone()) {
                 Ok(()) => Plan::Seal(child, gw),
                 Err(r) => {
                     *out = self.drop(r);
@@ -251,7 +240,7 @@ impl Engine {
                     }
                 }
                 self.counters.fragments += 1;
-                let v = self.seal_into(sa, &mut b, first_seq + k as u64);
+                let v = seal_into(&mut self.counters, sa, &mut b, first_seq + k as u64);
                 self.extra.push((b, v));
             }
         }
@@ -263,5 +252,31 @@ impl Update {
     /// Shorthand for installing an outbound SA.
     pub fn outbound(child: ChildId, gateway: GatewayIdx, sa: Arc<OutboundSa>) -> Update {
         Update::Outbound { child, gateway, sa: Some(sa) }
+    }
+}
+
+/// The outbound SA of `child` on gateway `gw` (a free function, so that
+/// callers can hold it while they update the engine's counters).
+fn sa_of(children: &[Option<super::Child>], child: ChildId, gw: GatewayIdx) -> Option<&Arc<OutboundSa>> {
+    children.get(child as usize)?.as_ref()?.sas.get(gw)?.as_ref()
+}
+
+/// Seals `buf` with `sa` at sequence number `seq`, counting into `c`.
+fn seal_into(c: &mut super::Counters, sa: &OutboundSa, buf: &mut PacketBuf, seq: u64) -> OutVerdict {
+    let len = buf.len() as u64;
+    match sa.seal_reserved(buf, Framing::Esp, seq) {
+        Ok(s) => {
+            c.tx_packets += 1;
+            c.tx_bytes += len;
+            if s.lifetime == LifetimeState::Soft {
+                c.soft_lifetime += 1;
+            }
+            let path = &sa.config().path;
+            OutVerdict::Send { to: path.remote, port: path.encap.map_or(0, |e| e.1), tos: s.outer_tos }
+        }
+        Err(r) => {
+            c.drops.inc(r);
+            OutVerdict::Drop(r)
+        }
     }
 }
