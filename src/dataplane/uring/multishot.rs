@@ -205,16 +205,8 @@ pub(super) fn deliver_udp(
         };
         let zero_copy = b.slot_len() == ring.slot_len() && b.headroom() == ring_headroom(ring, bid);
         let off = ring.data_off() + PREFIX;
-        let swapped = zero_copy && b.buf_mut(n).is_some_and(|slot| ring.exchange(bid, slot));
-        let (offset, len) = if swapped {
-            st.swapped += 1;
-            (off, len)
-        } else {
-            st.copied += 1;
-            let got = copy_out(ring, bid, off, len, b, n);
-            ring.publish(bid);
-            (b.headroom(), got)
-        };
+        let (swapped, len) = hand_over(ring, (bid, off, len), zero_copy, b, n, st);
+        let offset = if swapped { off } else { b.headroom() };
         scratch.finish_recv(n, len, b);
         let meta = b.meta(n).copied().unwrap_or(PacketMeta::EMPTY);
         b.set_received_at(n, offset, PacketMeta { len, ..meta });
@@ -246,16 +238,7 @@ pub(super) fn deliver_tun(rx: &mut Rx, b: &mut PacketBatch, st: &mut UringStats)
         let Some(ring) = rx.ring.as_mut() else { continue };
         let off = ring.data_off();
         let zero_copy = b.slot_len() == ring.slot_len() && b.headroom() == off;
-        let swapped = zero_copy && b.buf_mut(n).is_some_and(|slot| ring.exchange(bid, slot));
-        let len = if swapped {
-            st.swapped += 1;
-            len.min(ring.slot_len() - off)
-        } else {
-            st.copied += 1;
-            let got = copy_out(ring, bid, off, len, b, n);
-            ring.publish(bid);
-            got
-        };
+        let (_, len) = hand_over(ring, (bid, off, len), zero_copy, b, n, st);
         b.set_received(n, PacketMeta { len, ..PacketMeta::EMPTY });
         n += 1;
         rx.first_data("read");
@@ -268,6 +251,29 @@ pub(super) fn deliver_tun(rx: &mut Rx, b: &mut PacketBatch, st: &mut UringStats)
     }
     b.set_len(n);
     err
+}
+
+/// Moves held buffer `bid` (`len` payload bytes at offset `off`) into slot
+/// `n` of `b`: exchanged for the slot's buffer when `zero_copy` (same
+/// geometry), else copied out and given back to the ring. Returns whether
+/// it was exchanged and the payload length (cut to the buffer).
+fn hand_over(
+    ring: &mut BufRing,
+    (bid, off, len): (u16, usize, usize),
+    zero_copy: bool,
+    b: &mut PacketBatch,
+    n: usize,
+    st: &mut UringStats,
+) -> (bool, usize) {
+    if zero_copy && b.buf_mut(n).is_some_and(|slot| ring.exchange(bid, slot)) {
+        st.swapped += 1;
+        (true, len.min(ring.slot_len().saturating_sub(off)))
+    } else {
+        st.copied += 1;
+        let got = copy_out(ring, bid, off, len, b, n);
+        ring.publish(bid);
+        (false, got)
+    }
 }
 
 /// The headroom the pool's buffers were made with (all alike).
