@@ -95,7 +95,9 @@ pub(super) fn send_gso(
         let cur = gso.len().checked_sub(1).and_then(|i| gso.meta(i).copied());
         let append = cur.is_some_and(|c| {
             let seg = if c.segment_size == 0 { c.len } else { usize::from(c.segment_size) };
+            // seg > 0 first: an empty packet never heads a run.
             !closed
+                && seg > 0
                 && c.addr == m.addr
                 && c.tos == m.tos
                 && p.len() <= seg
