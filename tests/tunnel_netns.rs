@@ -101,6 +101,18 @@ fn matrix(io: Io, outer: Fam, inner_fam: Fam, tag: &str) {
         assert_eq!(s.unexpected_drops(&[]), Vec::<String>::new(), "{who} dropped nothing: {}", s.line);
         assert_eq!((s.keepalives, s.ike, s.icmp), (0, 0, 0), "{who}: {}", s.line);
     }
+    // With offloads (the default, where the kernel has them) the streams
+    // went as TUN super-packets split before sealing, GSO sends of sealed
+    // runs and coalesced TUN writes of opened segments.
+    for (who, s, d) in [("A", &sa, &a), ("B", &sb, &b)] {
+        let log = d.log();
+        if log.contains("offloads: tso true") {
+            assert!(s.tso > 0 && s.gro > 0, "{who} split and coalesced TCP: {}", s.line);
+        }
+        if log.contains(" gso true") {
+            assert!(s.gso > 0, "{who} sent GSO runs: {}", s.line);
+        }
+    }
     // One inbound SA each: it opened every packet.
     let (spi_a, spi_b) = (tunnel::SPI_B_TO_A, tunnel::SPI_A_TO_B);
     assert_eq!(sa.sa_in.get(&spi_a), Some(&sa.rx_pkts), "A's inbound SA counter: {}", sa.line);

@@ -156,18 +156,6 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     let dev = tun.name().to_string();
     routes::install(&dev, &plan.routes)?;
 
-    eprintln!(
-        "esptun: {dev} up (mtu {}), {} worker(s) {pinned}, {kind:?} I/O, UDP {}, {} outbound / {} inbound SA(s), offloads: tso {} uso {} gso {} gro {}",
-        plan.mtu,
-        n,
-        plan.local,
-        plan.outbound.len(),
-        plan.inbound.len(),
-        offloads.tso4,
-        offloads.uso,
-        udp_features.gso,
-        udp_features.gro
-    );
     for c in &cfg.connections {
         for ch in c.children.iter().filter(|ch| {
             !plan.outbound.iter().any(|o| {
@@ -207,6 +195,7 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
     };
 
     let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = crossbeam_channel::bounded::<()>(n);
     let mut handles = Vec::new();
     let mut stats = Vec::new();
     let mut senders = Vec::new();
@@ -225,14 +214,40 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
             gro: udp_features.gro,
         };
         let w = Worker::new(wcfg, io, engine, rx, None, stop.clone(), st.clone());
+        let ready = ready_tx.clone();
         let h = std::thread::Builder::new()
             .name(format!("esptun-w{i}"))
-            .spawn(move || w.run())
+            .spawn(move || {
+                w.run_then(move || {
+                    let _ = ready.send(());
+                })
+            })
             .map_err(|e| format!("cannot start worker {i}: {e}"))?;
         handles.push(h);
         stats.push(st);
         senders.push(tx);
     }
+    // "up" once every worker is pinned and about to take its first batch
+    // (a worker that ends first is reported by the loop below).
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let left = Duration::from_secs(5).saturating_sub(t0.elapsed());
+        if ready_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    eprintln!(
+        "esptun: {dev} up (mtu {}), {} worker(s) {pinned}, {kind:?} I/O, UDP {}, {} outbound / {} inbound SA(s), offloads: tso {} uso {} gso {} gro {}",
+        plan.mtu,
+        n,
+        plan.local,
+        plan.outbound.len(),
+        plan.inbound.len(),
+        offloads.tso4,
+        offloads.uso,
+        udp_features.gso,
+        udp_features.gro
+    );
 
     let start = Instant::now();
     let mut last = Instant::now();
@@ -615,7 +630,7 @@ fn aggregate(stats: &[Arc<Mutex<WorkerStats>>], control: &crate::engine::Counter
 pub fn summary(s: &WorkerStats) -> String {
     let e = &s.engine;
     let mut line = format!(
-        "tx {} pkts {} B, rx {} pkts {} B, icmp {}, frags {}, keepalives {}, ike {}, tun super tcp {} udp {}",
+        "tx {} pkts {} B, rx {} pkts {} B, icmp {}, frags {}, keepalives {}, ike {}, tun super tcp {} udp {}, udp gso {}, tun gro {}",
         e.tx_packets,
         e.tx_bytes,
         e.rx_packets,
@@ -625,7 +640,9 @@ pub fn summary(s: &WorkerStats) -> String {
         e.keepalives,
         e.ike,
         s.io.tso_packets,
-        s.io.uso_packets
+        s.io.uso_packets,
+        s.io.gso_sends,
+        s.io.gro_writes
     );
     for (r, n) in e.drops.nonzero() {
         line.push_str(&format!(", drop {} {n}", r.label()));

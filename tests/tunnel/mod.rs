@@ -599,6 +599,10 @@ pub struct Summary {
     /// TCP (TSO) and UDP (USO) super-packets read from the TUN and split.
     pub tso: u64,
     pub uso: u64,
+    /// UDP GSO sends (runs of several ESP packets) and TUN writes of a
+    /// coalesced TCP super-packet.
+    pub gso: u64,
+    pub gro: u64,
     /// `drop LABEL N` (engine drop reasons, `DropReason::label`).
     pub drops: BTreeMap<String, u64>,
     /// `io drop NAME N` (I/O layer drops).
@@ -609,7 +613,7 @@ pub struct Summary {
 
 impl Summary {
     /// Parses "tx P pkts B B, rx P pkts B B, icmp N, frags N, keepalives N,
-    /// ike N, tun super tcp N udp N[, drop LABEL N]...[, io drop NAME N]...[, sa in SPI N pkts]...".
+    /// ike N, tun super tcp N udp N, udp gso N, tun gro N[, drop LABEL N]...[, io drop NAME N]...[, sa in SPI N pkts]...".
     /// An unknown field fails the test (the format changed: update this
     /// parser).
     pub fn parse(line: &str) -> Summary {
@@ -625,6 +629,8 @@ impl Summary {
                 ["keepalives", n] => s.keepalives = num(n),
                 ["ike", n] => s.ike = num(n),
                 ["tun", "super", "tcp", t, "udp", u] => (s.tso, s.uso) = (num(t), num(u)),
+                ["udp", "gso", n] => s.gso = num(n),
+                ["tun", "gro", n] => s.gro = num(n),
                 ["drop", l, n] => {
                     s.drops.insert((*l).to_owned(), num(n));
                 }
@@ -693,11 +699,12 @@ mod tests {
     fn summary_parses_every_field() {
         let s = Summary::parse(
             "tx 5 pkts 600 B, rx 4 pkts 500 B, icmp 1, frags 2, keepalives 3, ike 0, tun super tcp 5 udp 6, \
+             udp gso 10, tun gro 11, \
              drop auth_failed 7, drop unknown_spi 8, io drop tun_write 9, sa in 0x00001002 4 pkts",
         );
         assert_eq!((s.tx_pkts, s.tx_bytes, s.rx_pkts, s.rx_bytes), (5, 600, 4, 500));
         assert_eq!((s.icmp, s.frags, s.keepalives, s.ike), (1, 2, 3, 0));
-        assert_eq!((s.tso, s.uso), (5, 6));
+        assert_eq!((s.tso, s.uso, s.gso, s.gro), (5, 6, 10, 11));
         assert_eq!(s.drop("auth_failed"), 7);
         assert_eq!(s.drop("unknown_spi"), 8);
         assert_eq!(s.drop("truncated"), 0);

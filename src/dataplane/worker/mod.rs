@@ -269,10 +269,17 @@ impl Worker {
 
     /// Runs until the stop flag is set; returns the final counters. An I/O
     /// error that is not about one packet ends the worker with that error.
-    pub fn run(mut self) -> io::Result<WorkerStats> {
+    pub fn run(self) -> io::Result<WorkerStats> {
+        self.run_then(|| {})
+    }
+
+    /// [`run`](Self::run), calling `ready` once the thread is pinned to its
+    /// CPU, before the first batch (so a caller can say "up" truthfully).
+    pub fn run_then(mut self, ready: impl FnOnce()) -> io::Result<WorkerStats> {
         if let Some(core) = self.cfg.core {
             core_affinity::set_for_current(core);
         }
+        ready();
         let mut last_publish = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             while let Ok(u) = self.updates.try_recv() {
