@@ -181,27 +181,17 @@ pub(super) fn deliver_udp(
     b: &mut PacketBatch,
     st: &mut UringStats,
 ) -> Option<io::Error> {
-    let mut n = b.len();
     let want = rx.staged.len().min(b.capacity());
-    if want == 0 || n >= b.capacity() {
+    if want == 0 || b.len() >= b.capacity() {
         return None;
     }
     // Headers 0..cap point at the scratch address and cmsg buffers that
     // finish_recv parses; their iovecs are not used here.
     scratch.prepare_recv(b, b.capacity());
-    let mut err = None;
-    while n < b.capacity() {
-        let Some((res, flags)) = rx.staged.pop_front() else { break };
-        let Some((bid, total)) = buffer_of(res, flags) else {
-            if res < 0 || !cqueue::more(flags) {
-                err = err.or(rx.ended(res.min(0), st));
-            }
-            continue;
-        };
-        let Some(ring) = rx.ring.as_mut() else { continue };
+    deliver(rx, b, st, "recvmsg", |ring, (bid, total), b, n, st| {
         let Some(len) = parse_recvmsg_out(ring, bid, total, scratch, n) else {
             ring.publish(bid); // malformed: give it back
-            continue;
+            return false;
         };
         let zero_copy = b.slot_len() == ring.slot_len() && b.headroom() == ring_headroom(ring, bid);
         let off = ring.data_off() + PREFIX;
@@ -210,38 +200,48 @@ pub(super) fn deliver_udp(
         scratch.finish_recv(n, len, b);
         let meta = b.meta(n).copied().unwrap_or(PacketMeta::EMPTY);
         b.set_received_at(n, offset, PacketMeta { len, ..meta });
-        n += 1;
-        rx.first_data("recvmsg");
-        if !cqueue::more(flags) {
-            err = err.or(rx.ended(0, st));
-        }
-    }
-    if let Some(r) = &rx.ring {
-        r.commit();
-    }
-    b.set_len(n);
-    err
+        true
+    })
 }
 
 /// Hands staged TUN completions to `b` (slots from `b.len()`).
 pub(super) fn deliver_tun(rx: &mut Rx, b: &mut PacketBatch, st: &mut UringStats) -> Option<io::Error> {
+    deliver(rx, b, st, "read", |ring, (bid, len), b, n, st| {
+        let off = ring.data_off();
+        let zero_copy = b.slot_len() == ring.slot_len() && b.headroom() == off;
+        let (_, len) = hand_over(ring, (bid, off, len), zero_copy, b, n, st);
+        b.set_received(n, PacketMeta { len, ..PacketMeta::EMPTY });
+        true
+    })
+}
+
+/// The loop both fds share: pops staged completions into slots from
+/// `b.len()` while there is room, `take` filling slot `n` from buffer
+/// `(bid, bytes)` (false: nothing taken); notes operations the kernel
+/// ended and commits the ring once at the end.
+fn deliver(
+    rx: &mut Rx,
+    b: &mut PacketBatch,
+    st: &mut UringStats,
+    op: &str,
+    mut take: impl FnMut(&mut BufRing, (u16, usize), &mut PacketBatch, usize, &mut UringStats) -> bool,
+) -> Option<io::Error> {
     let mut n = b.len();
     let mut err = None;
     while n < b.capacity() {
         let Some((res, flags)) = rx.staged.pop_front() else { break };
-        let Some((bid, len)) = buffer_of(res, flags) else {
+        let Some(buf) = buffer_of(res, flags) else {
             if res < 0 || !cqueue::more(flags) {
                 err = err.or(rx.ended(res.min(0), st));
             }
             continue;
         };
         let Some(ring) = rx.ring.as_mut() else { continue };
-        let off = ring.data_off();
-        let zero_copy = b.slot_len() == ring.slot_len() && b.headroom() == off;
-        let (_, len) = hand_over(ring, (bid, off, len), zero_copy, b, n, st);
-        b.set_received(n, PacketMeta { len, ..PacketMeta::EMPTY });
+        if !take(ring, buf, b, n, st) {
+            continue;
+        }
         n += 1;
-        rx.first_data("read");
+        rx.first_data(op);
         if !cqueue::more(flags) {
             err = err.or(rx.ended(0, st));
         }
