@@ -228,7 +228,9 @@ pub fn run(opts: &RunOptions) -> Result<WorkerStats, String> {
         senders.push(tx);
     }
     // "up" once every worker is pinned and about to take its first batch
-    // (a worker that ends first is reported by the loop below).
+    // (a worker that ends first is reported by the loop below; once all
+    // have ended, the channel is closed and the wait ends).
+    drop(ready_tx);
     let t0 = Instant::now();
     for _ in 0..n {
         let left = Duration::from_secs(5).saturating_sub(t0.elapsed());
