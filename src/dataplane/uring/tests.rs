@@ -48,6 +48,20 @@ fn receiver(gro: bool) -> Option<(UringIo, SocketAddr, bool)> {
     Some((UringIo::new(Some(s), None).unwrap(), addr, got_gro))
 }
 
+/// A receiver whose UDP receive went multishot at its first (empty)
+/// call, with a batch of `slots` x `slot_len` (HEADROOM); None, saying
+/// why, where io_uring or multishot recvmsg is unavailable.
+fn multishot_receiver(slots: usize, slot_len: usize) -> Option<(UringIo, SocketAddr, PacketBatch)> {
+    let (mut io, addr, _) = receiver(false)?;
+    let mut b = PacketBatch::with_headroom(slots, slot_len, HEADROOM);
+    assert_eq!(io.recv_udp(&mut b).unwrap(), 0);
+    if io.mode().udp != RxMode::Multishot {
+        eprintln!("skipped: no multishot recvmsg here ({:?})", io.mode());
+        return None;
+    }
+    Some((io, addr, b))
+}
+
 fn payload(i: usize) -> Vec<u8> {
     let len = 20 + (i * 37) % 1400;
     (0..len).map(|k| (i + k) as u8).collect()
@@ -70,14 +84,8 @@ fn recv_n(io: &mut UringIo, b: &mut PacketBatch, want: usize, out: &mut Vec<(Vec
 
 #[test]
 fn multishot_receives_many_datagrams_zero_copy() {
-    let Some((mut io, addr, _)) = receiver(false) else { return };
+    let Some((mut io, addr, mut b)) = multishot_receiver(64, DEFAULT_CAPACITY) else { return };
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut b = PacketBatch::with_headroom(64, DEFAULT_CAPACITY, HEADROOM);
-    assert_eq!(io.recv_udp(&mut b).unwrap(), 0);
-    if io.mode().udp != RxMode::Multishot {
-        eprintln!("skipped: no multishot recvmsg here ({:?})", io.mode());
-        return;
-    }
     const N: usize = 2000;
     let mut got = Vec::new();
     for i in 0..N {
@@ -100,15 +108,9 @@ fn multishot_receives_many_datagrams_zero_copy() {
 
 #[test]
 fn ring_exhaustion_ends_the_op_and_rearm_gets_the_rest() {
-    let Some((mut io, addr, _)) = receiver(false) else { return };
-    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     // 8 slots: an 8-buffer ring.
-    let mut b = PacketBatch::with_headroom(8, 2048, HEADROOM);
-    io.recv_udp(&mut b).unwrap();
-    if io.mode().udp != RxMode::Multishot {
-        eprintln!("skipped: no multishot recvmsg here");
-        return;
-    }
+    let Some((mut io, addr, mut b)) = multishot_receiver(8, 2048) else { return };
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     const N: usize = 200;
     for i in 0..N {
         tx.send_to(&payload(i), addr).unwrap();
@@ -159,14 +161,8 @@ fn gro_segment_size_and_tos_come_through() {
 
 #[test]
 fn a_batch_of_another_size_gets_copies() {
-    let Some((mut io, addr, _)) = receiver(false) else { return };
+    let Some((mut io, addr, _b)) = multishot_receiver(16, 2048) else { return };
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut b = PacketBatch::with_headroom(16, 2048, HEADROOM);
-    io.recv_udp(&mut b).unwrap();
-    if io.mode().udp != RxMode::Multishot {
-        eprintln!("skipped: no multishot recvmsg here");
-        return;
-    }
     let mut other = PacketBatch::with_headroom(16, 4096, 32);
     for i in 0..10 {
         tx.send_to(&payload(i), addr).unwrap();
@@ -182,13 +178,7 @@ fn a_batch_of_another_size_gets_copies() {
 
 #[test]
 fn wait_wakes_on_a_multishot_completion() {
-    let Some((mut io, addr, _)) = receiver(false) else { return };
-    let mut b = PacketBatch::with_headroom(8, 2048, HEADROOM);
-    io.recv_udp(&mut b).unwrap();
-    if io.mode().udp != RxMode::Multishot {
-        eprintln!("skipped: no multishot recvmsg here");
-        return;
-    }
+    let Some((mut io, addr, mut b)) = multishot_receiver(8, 2048) else { return };
     // Nothing there: the wait times out.
     let t = Instant::now();
     assert_eq!(io.wait(Interest::READ, Some(Duration::from_millis(50))).unwrap(), Interest::default());
@@ -211,14 +201,8 @@ fn wait_wakes_on_a_multishot_completion() {
 
 #[test]
 fn drop_with_armed_ops_and_filled_buffers_drains() {
-    let Some((mut io, addr, _)) = receiver(false) else { return };
+    let Some((mut io, addr, _b)) = multishot_receiver(8, 2048) else { return };
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut b = PacketBatch::with_headroom(8, 2048, HEADROOM);
-    io.recv_udp(&mut b).unwrap();
-    if io.mode().udp != RxMode::Multishot {
-        eprintln!("skipped: no multishot recvmsg here");
-        return;
-    }
     for i in 0..4 {
         tx.send_to(&payload(i), addr).unwrap();
     }
