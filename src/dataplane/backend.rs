@@ -206,33 +206,53 @@ pub(crate) fn poll_wait(
     interest: Interest,
     timeout: Option<Duration>,
 ) -> io::Result<Interest> {
-    let ev = |r: bool, w: bool| (if r { libc::POLLIN } else { 0 }) | (if w { libc::POLLOUT } else { 0 });
-    let mut fds = [
-        libc::pollfd { fd: udp.unwrap_or(-1), events: ev(interest.udp_read, interest.udp_write), revents: 0 },
-        libc::pollfd { fd: tun.unwrap_or(-1), events: ev(interest.tun_read, interest.tun_write), revents: 0 },
-    ];
-    for f in &mut fds {
-        if f.events == 0 {
-            f.fd = -1; // poll ignores negative fds
-        }
-    }
+    let r = poll_fds(
+        [
+            (udp.unwrap_or(-1), poll_events(interest.udp_read, interest.udp_write)),
+            (tun.unwrap_or(-1), poll_events(interest.tun_read, interest.tun_write)),
+        ],
+        timeout,
+    )?;
+    Ok(Interest {
+        udp_read: interest.udp_read && poll_hit(r[0], libc::POLLIN),
+        udp_write: interest.udp_write && poll_hit(r[0], libc::POLLOUT),
+        tun_read: interest.tun_read && poll_hit(r[1], libc::POLLIN),
+        tun_write: interest.tun_write && poll_hit(r[1], libc::POLLOUT),
+    })
+}
+
+/// `poll(2)` on `N` fds with their events (an fd with no events is
+/// skipped); returns each fd's revents, all zero when a signal cut the
+/// wait short.
+pub(crate) fn poll_fds<const N: usize>(
+    fds: [(i32, libc::c_short); N],
+    timeout: Option<Duration>,
+) -> io::Result<[libc::c_short; N]> {
+    // poll ignores negative fds.
+    let mut p =
+        fds.map(|(fd, events)| libc::pollfd { fd: if events == 0 { -1 } else { fd }, events, revents: 0 });
     let ms = match timeout {
         None => -1,
         Some(d) => libc::c_int::try_from(d.as_millis()).unwrap_or(libc::c_int::MAX),
     };
-    // SAFETY: `fds` is a live array of two pollfd structs, length passed.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    // SAFETY: `p` is a live array of `N` pollfd structs, length passed.
+    let rc = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
     if rc < 0 {
         let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted { Ok(Interest::default()) } else { Err(e) };
+        return if e.kind() == io::ErrorKind::Interrupted { Ok([0; N]) } else { Err(e) };
     }
-    let hit = |f: &libc::pollfd, m: libc::c_short| f.revents & (m | libc::POLLERR | libc::POLLHUP) != 0;
-    Ok(Interest {
-        udp_read: interest.udp_read && hit(&fds[0], libc::POLLIN),
-        udp_write: interest.udp_write && hit(&fds[0], libc::POLLOUT),
-        tun_read: interest.tun_read && hit(&fds[1], libc::POLLIN),
-        tun_write: interest.tun_write && hit(&fds[1], libc::POLLOUT),
-    })
+    Ok(p.map(|f| f.revents))
+}
+
+/// The poll events for a read and/or write interest.
+pub(crate) fn poll_events(read: bool, write: bool) -> libc::c_short {
+    (if read { libc::POLLIN } else { 0 }) | (if write { libc::POLLOUT } else { 0 })
+}
+
+/// Whether `revents` answer `mask`; an error or hang-up counts, so the
+/// next call on the fd reports it.
+pub(crate) fn poll_hit(revents: libc::c_short, mask: libc::c_short) -> bool {
+    revents & (mask | libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// The error for calls on an fd the backend was opened without.

@@ -103,7 +103,9 @@ use multishot::{BGID_TUN, BGID_UDP, PREFIX, Rx, UD_CANCEL, UD_TUN, UD_UDP};
 pub use multishot::{RxMode, UringStats};
 use pbuf::{BufRing, ring_entries};
 
-use super::backend::{BackendKind, Interest, PacketIo, not_connected, poll_wait};
+use super::backend::{
+    BackendKind, Interest, PacketIo, not_connected, poll_events, poll_fds, poll_hit, poll_wait,
+};
 use super::batch::PacketBatch;
 use super::msg::MsgScratch;
 use super::syscall::is_v6_socket;
@@ -493,24 +495,6 @@ fn transient(e: &io::Error) -> bool {
     e.raw_os_error().is_some_and(|c| [libc::EINTR, libc::EBUSY, libc::EAGAIN].contains(&c))
 }
 
-/// poll(2) on up to two fds and the ring fd (readable when the CQ has
-/// entries); returns the revents of each.
-fn poll3(fds: [(i32, libc::c_short); 3], timeout: Option<Duration>) -> io::Result<[libc::c_short; 3]> {
-    let mut p =
-        fds.map(|(fd, events)| libc::pollfd { fd: if events == 0 { -1 } else { fd }, events, revents: 0 });
-    let ms = match timeout {
-        None => -1,
-        Some(d) => libc::c_int::try_from(d.as_millis()).unwrap_or(libc::c_int::MAX),
-    };
-    // SAFETY: `p` is a live array of three pollfd structs, length passed.
-    let rc = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted { Ok([0; 3]) } else { Err(e) };
-    }
-    Ok(p.map(|f| f.revents))
-}
-
 impl Drop for UringIo {
     fn drop(&mut self) {
         if !self.shutdown() {
@@ -639,25 +623,24 @@ impl PacketIo for UringIo {
         // Mixed (a write, or an fd on the per-slot path): poll those fds
         // and the ring fd together.
         let _ = self.ring.submit();
-        let ev = |r: bool, w: bool| (if r { libc::POLLIN } else { 0 }) | (if w { libc::POLLOUT } else { 0 });
+        // The ring fd is readable when the CQ has entries.
         let fd = |o: Option<i32>| o.unwrap_or(-1);
-        let revents = poll3(
+        let revents = poll_fds(
             [
-                (fd(self.udp.as_ref().map(AsRawFd::as_raw_fd)), ev(rest.udp_read, rest.udp_write)),
-                (fd(self.tun.as_ref().map(AsRawFd::as_raw_fd)), ev(rest.tun_read, rest.tun_write)),
+                (fd(self.udp.as_ref().map(AsRawFd::as_raw_fd)), poll_events(rest.udp_read, rest.udp_write)),
+                (fd(self.tun.as_ref().map(AsRawFd::as_raw_fd)), poll_events(rest.tun_read, rest.tun_write)),
                 (self.ring.as_raw_fd(), libc::POLLIN),
             ],
             timeout,
         )?;
         self.run_task_work();
         self.reap();
-        let hit = |r: libc::c_short, m: libc::c_short| r & (m | libc::POLLERR | libc::POLLHUP) != 0;
         let staged = self.staged_ready(interest);
         Ok(Interest {
-            udp_read: staged.udp_read || (rest.udp_read && hit(revents[0], libc::POLLIN)),
-            udp_write: rest.udp_write && hit(revents[0], libc::POLLOUT),
-            tun_read: staged.tun_read || (rest.tun_read && hit(revents[1], libc::POLLIN)),
-            tun_write: rest.tun_write && hit(revents[1], libc::POLLOUT),
+            udp_read: staged.udp_read || (rest.udp_read && poll_hit(revents[0], libc::POLLIN)),
+            udp_write: rest.udp_write && poll_hit(revents[0], libc::POLLOUT),
+            tun_read: staged.tun_read || (rest.tun_read && poll_hit(revents[1], libc::POLLIN)),
+            tun_write: rest.tun_write && poll_hit(revents[1], libc::POLLOUT),
         })
     }
 
